@@ -1,0 +1,1 @@
+"""Versioned recipe files (YAML) and published reference numbers; shipped as package data."""

@@ -1,0 +1,294 @@
+"""The plugin contract: the base classes a scorer or a sampler subclasses.
+
+A **scorer** maps a batch of pool rows (uids, the metadata columns and stored feature arrays it declared, and
+optionally images) to one or more float32 values per uid; higher means better.  A **sampler** maps score columns
+aligned to pool order, plus the training budget, to a count per uid (``subset``/``multiset``) or to one count
+vector per training segment (``schedule``).
+
+Plugins write one method (``score_batch`` or ``sample``); everything else (loading only the declared inputs,
+batching, seeding, caching, validating outputs, writing artifacts) is the harness's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Mapping
+
+import numpy as np
+import pydantic
+
+from filterbench.harness.errors import ParamsError
+
+SamplerMode = Literal["subset", "multiset", "schedule"]
+SAMPLER_MODES: tuple[str, ...] = ("subset", "multiset", "schedule")
+
+
+class Params(pydantic.BaseModel):
+    """Base class of every plugin's ``Params``: typed, frozen, unknown keys rejected."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a scorer reads from the pool.  Only these are loaded.
+
+    Attributes:
+        metadata: parquet columns besides ``uid`` (e.g. ``("text", "original_width")``).
+        features: arrays of the ``.npz`` sidecar (e.g. ``("l14_img", "l14_txt")``), given as float32.
+        images: whether decoded images (PIL, RGB) from the tar shards are needed.
+    """
+
+    metadata: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    images: bool = False
+
+
+@dataclass(frozen=True)
+class ScoreInput:
+    """Another scorer whose output columns this scorer consumes (HYPE's composite, M-FLYT's mixer)."""
+
+    scorer: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PoolBatch:
+    """A batch of pool rows in pool order (or in the seeded batch order for batch-dependent scorers).
+
+    Attributes:
+        shard: the metadata shard's stem the rows come from.
+        uids: the rows' uids as 32-hex strings.
+        metadata: declared parquet columns, name -> numpy array.
+        features: declared npz arrays, name -> float32 array of shape (rows, dim).
+        images: decoded images or None per row (a failed download has no image), when declared.
+        scores: consumed scorers' columns, ``"<scorer>.<column>"`` -> float32 array.
+    """
+
+    shard: str
+    uids: np.ndarray
+    metadata: dict[str, np.ndarray] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    images: list | None = None
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+
+@dataclass
+class StageContext:
+    """What the harness hands a plugin besides its data.
+
+    Attributes:
+        rng: a generator seeded from (run seed, stage, plugin, shard); the only legal source of randomness.
+        seed: the run seed (for libraries that need an int: derive with ``filterbench.harness.seeding``).
+        state_dir: where ``fit`` writes and ``score_batch`` reads learned state (cached with the scores).
+        device: ``"cpu"`` or ``"cuda"``; plugins move their models there.
+        log: a logger whose records land in the artifact's log file.
+        shard_index: index of the shard being processed (-1 outside per-shard work).
+        stats: numbers a plugin wants recorded in the manifest (see :meth:`stat`).
+    """
+
+    rng: np.random.Generator
+    seed: int = 0
+    state_dir: Path | None = None
+    device: str = "cpu"
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("filterbench.plugin"))
+    shard_index: int = -1
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def stat(self, name: str, value: float) -> None:
+        """Record a number (e.g. a fitted model's validation loss) in the stage manifest."""
+        self.stats[name] = float(value)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The fixed training budget a sampler allocates.
+
+    Attributes:
+        samples_seen: total samples the training stage will feed (the scale's budget).
+        segments: number of training segments (DataComp's checkpoints, 5 by default).
+        pool_size: number of uids in the pool.
+    """
+
+    samples_seen: int
+    segments: int = 5
+    pool_size: int = 0
+
+    def segment_sizes(self) -> list[int]:
+        """Samples seen per segment: ``samples_seen // segments``, the remainder going to the last one."""
+        base = self.samples_seen // self.segments
+        sizes = [base] * self.segments
+        sizes[-1] += self.samples_seen - base * self.segments
+        return sizes
+
+
+class ScoreTable:
+    """Score columns aligned to pool order, with the pool's uids when known (for tie-breaking by uid)."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray], uids: np.ndarray | None = None):
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"score columns differ in length: { {k: len(v) for k, v in columns.items()} }")
+        self.columns = {k: np.asarray(v) for k, v in columns.items()}
+        self.size = lengths.pop() if lengths else (0 if uids is None else len(uids))
+        self.uids = uids
+
+    @classmethod
+    def coerce(cls, scores: Any, uids: np.ndarray | None = None) -> "ScoreTable":
+        """Accept a ScoreTable, a 1-D array (column ``score``), a mapping or a pandas DataFrame."""
+        if isinstance(scores, ScoreTable):
+            return scores
+        if isinstance(scores, np.ndarray):
+            return cls({"score": scores}, uids)
+        if hasattr(scores, "columns") and hasattr(scores, "to_numpy"):  # DataFrame
+            cols = {c: scores[c].to_numpy() for c in scores.columns if c != "uid"}
+            if uids is None and "uid" in scores.columns:
+                uids = scores["uid"].to_numpy()
+            return cls(cols, uids)
+        return cls(dict(scores), uids)
+
+    def column(self, name: str | None) -> np.ndarray:
+        """One column by name; ``None`` picks the only column, or fails listing the choices."""
+        if name is None:
+            if len(self.columns) != 1:
+                raise ParamsError(f"several score columns {sorted(self.columns)}; name one with -p column=...")
+            return next(iter(self.columns.values()))
+        if name in self.columns:
+            return self.columns[name]
+        # allow the bare column name when it is unambiguous ("score" for "clip_score.score")
+        matches = [k for k in self.columns if k.split(".", 1)[-1] == name]
+        if len(matches) == 1:
+            return self.columns[matches[0]]
+        raise ParamsError(f"no score column {name!r}; available: {sorted(self.columns)}")
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _Plugin(ABC):
+    """Identity and parameters shared by scorers and samplers."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    Params: ClassVar[type[Params]] = Params
+    #: distributions this plugin imports lazily; checked when instantiated
+    requires_packages: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **params: Any) -> None:
+        self._check_packages()
+        try:
+            self.params = self.Params(**params)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<params>'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ParamsError(f"plugin {self.name!r}: invalid params: {problems}") from None
+
+    def _check_packages(self) -> None:
+        import importlib.util
+
+        missing = [p for p in self.requires_packages if importlib.util.find_spec(p) is None]
+        if missing:
+            raise ParamsError(f"plugin {self.name!r} needs packages that are not installed: {missing}")
+
+    def identity(self) -> dict[str, Any]:
+        """What enters a content key: name, version and the resolved params."""
+        return {"name": self.name, "version": self.version, "params": self.params.model_dump(mode="json")}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+
+class Scorer(_Plugin):
+    """Base class of scorers.  Subclasses set ``name`` and implement :meth:`score_batch`.
+
+    Class attributes:
+        needs: which pool inputs to load (:class:`Needs`).
+        outputs: names of the float32 columns produced, ``("score",)`` by default.
+        batch_dependent: True when a row's score depends on which rows share its batch (NegCLIPLoss).  The
+            harness then shuffles rows with a generator seeded from ``batch_seed`` (part of the artifact key)
+            and hands :meth:`score_batch` one whole shard per call so the scorer can form its batches from
+            ``ctx.rng``; outputs are returned in the order received.
+        batch_rows: preferred batch size for batch-independent scorers (outputs must not depend on it).
+    """
+
+    needs: ClassVar[Needs] = Needs()
+    outputs: ClassVar[tuple[str, ...]] = ("score",)
+    batch_dependent: ClassVar[bool] = False
+    batch_rows: ClassVar[int] = 65536
+
+    def required_scores(self) -> tuple[ScoreInput, ...]:
+        """Other scorers whose columns this one consumes (may depend on params).  Default: none."""
+        return ()
+
+    def output_columns(self) -> tuple[str, ...]:
+        """The output column names (may depend on params).  Default: :attr:`outputs`."""
+        return tuple(self.outputs)
+
+    @property
+    def has_fit(self) -> bool:
+        return type(self).fit is not Scorer.fit
+
+    def fit(self, pool: Any, ctx: StageContext) -> None:
+        """Optional: train a model on the pool (or on auxiliary data) before scoring.
+
+        Called once, in the main process, before any :meth:`score_batch`.  Write the fitted state under
+        ``ctx.state_dir``; it is cached with the scores and reused by every worker.
+        """
+
+    def setup(self, ctx: StageContext) -> None:
+        """Optional: load models or fitted state once per worker process."""
+
+    @abstractmethod
+    def score_batch(self, batch: PoolBatch, ctx: StageContext) -> Mapping[str, np.ndarray] | np.ndarray:
+        """Score one batch.
+
+        Returns:
+            One array per output column (a mapping), or a single array when there is one output; each of
+            length ``len(batch)``, in batch order.  Values are cast to float32 and must be finite.
+        """
+
+
+class Sampler(_Plugin):
+    """Base class of samplers.  Subclasses set ``name`` and ``mode`` and implement :meth:`sample`.
+
+    Modes and the invariants the harness enforces:
+        subset: counts are 0 or 1; training resamples the kept uids up to the budget, as DataComp does.
+        multiset: counts are non-negative and sum to ``budget.samples_seen``; training makes one pass.
+        schedule: shape (segments, pool_size); row ``e`` is what training feeds in segment ``e``.
+    """
+
+    mode: ClassVar[SamplerMode] = "subset"
+
+    def score_columns(self) -> tuple[str, ...]:
+        """Score columns read (qualified ``scorer.column`` or bare).  Default: the ``column`` param if any."""
+        column = getattr(self.params, "column", None)
+        return (column,) if column else ()
+
+    @abstractmethod
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        """Return counts: shape (N,) for subset/multiset, (segments, N) for schedule; non-negative integers."""
+
+    def __call__(self, scores: Any, budget: Budget | int, rng: np.random.Generator | int = 0) -> np.ndarray:
+        """Sample straight from a numpy array, mapping or DataFrame: ``sampler(scores, budget, rng)``.
+
+        ``budget`` may be an int (samples seen; one segment); ``rng`` may be an int seed.  The result is
+        checked against the mode's invariants exactly as in the sample stage.
+        """
+        from filterbench.harness.invariants import check_counts
+
+        table = ScoreTable.coerce(scores)
+        if isinstance(budget, (int, np.integer)):
+            budget = Budget(samples_seen=int(budget), segments=1, pool_size=len(table))
+        if budget.pool_size != len(table):
+            budget = Budget(budget.samples_seen, budget.segments, len(table))
+        if not isinstance(rng, np.random.Generator):
+            rng = np.random.default_rng(rng)
+        counts = self.sample(table, budget, rng)
+        return check_counts(counts, self, budget)

@@ -1,0 +1,96 @@
+"""Hook specifications: the contract between the harness and its plugins.
+
+This module is the reference manual.  A plugin is a module (or object) with functions decorated by
+``filterbench.hookimpl`` whose names match the specs below.  Plugins are found through the ``filterbench``
+entry-point group (built-in plugins included: they enter through the same door), each loaded in isolation:
+a plugin that fails to import is listed with its error by ``filterbench plugins`` and is fatal only when a run
+needs one of its names, or when ``FILTERBENCH_STRICT_PLUGINS=1``.
+
+Hooks are called with keyword arguments only.  An implementation may accept a subset of a spec's arguments,
+which lets new arguments be added to a spec without breaking existing plugins.
+
+Order: all ``register_*`` hooks run once per process, the first time a registry is needed, in plugin
+registration order (entry points sorted by name).  Registration order carries no meaning: duplicate names are
+an error, never an override.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "filterbench"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_scorers(register: Callable[..., None]) -> None:
+    """Register scorer classes.
+
+    Called once per process, when the scorer registry is first needed (``filterbench ls scorers``, a score
+    stage, :func:`filterbench.get_scorer`).
+
+    Args:
+        register: call ``register(ScorerClass)`` or ``register(ScorerClass, aliases=("old_name",))`` once per
+            class.  The class must subclass :class:`filterbench.Scorer` and carry a unique snake_case ``name``.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Raises:
+        A duplicate name (across all plugins) is a hard error naming both plugins.
+
+    Example::
+
+        @filterbench.hookimpl
+        def register_scorers(register):
+            register(CaptionLengthScorer)
+    """
+
+
+@hookspec
+def register_samplers(register: Callable[..., None]) -> None:
+    """Register sampler classes.
+
+    Called once per process, when the sampler registry is first needed.
+
+    Args:
+        register: call ``register(SamplerClass)`` (or with ``aliases=...``) once per class; the class must
+            subclass :class:`filterbench.Sampler` and set ``mode`` to ``subset``, ``multiset`` or ``schedule``.
+
+    Returns:
+        Nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``filterbench`` command line.
+
+    Called once when the CLI is built, after the built-in commands exist.
+
+    Args:
+        cli: the root :class:`click.Group`; add commands with ``@cli.command()`` or ``cli.add_command(...)``.
+
+    Returns:
+        Nothing; the return value is ignored.  A command whose name is already taken is an error.
+    """
+
+
+@hookspec
+def stage_finished(stage: str, manifest: dict) -> None:
+    """Observe a stage that has just committed its artifact (for loggers, dashboards, notifications).
+
+    Called in the main process after the artifact folder was renamed into place, once per stage run
+    (not when a completed stage is reused).
+
+    Args:
+        stage: ``"score"``, ``"sample"``, ``"train"`` or ``"eval"``.
+        manifest: the artifact's manifest as a dict (read-only by convention).
+
+    Returns:
+        Ignored.  An exception raised here is logged as a warning and never fails the stage.
+    """

@@ -1,0 +1,162 @@
+"""Finding and loading plugins, each in isolation, and the scorer/sampler registries built from them."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from filterbench.harness import hookspecs
+from filterbench.harness.contract import Sampler, Scorer
+from filterbench.harness.errors import PluginError
+from filterbench.harness.registry import Registry
+
+ENTRY_POINT_GROUP = "filterbench"
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``filterbench plugins`` lists it."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    error: str | None = None
+    scorers: list[str] = field(default_factory=list)
+    samplers: list[str] = field(default_factory=list)
+
+
+class Plugins:
+    """The plugin manager plus the registries.  Build it with :func:`get_plugins`; tests build their own."""
+
+    def __init__(self, load_entry_points: bool = True, extra: tuple[tuple[str, Any], ...] = ()):
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        if load_entry_points:
+            self._load_entry_points()
+        for name, obj in extra:
+            self.add(name, obj)
+        self.pm.check_pending()
+        self._scorers: Registry[Scorer] | None = None
+        self._samplers: Registry[Sampler] | None = None
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        only = os.environ.get("FILTERBENCH_LOAD_PLUGINS")
+        allowed = None if only is None else {n.strip() for n in only.split(",") if n.strip()}
+        blocked = {n.strip() for n in os.environ.get("FILTERBENCH_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        points = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        for ep in points:
+            if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(ep.name, ep.value, dist.name if dist else None, dist.version if dist else None)
+            self._register_isolated(info, ep.load)
+
+    def add(self, name: str, obj: Any) -> None:
+        """Register a plugin object or module directly (tests, notebooks, one-off plugins)."""
+        module = obj if isinstance(obj, str) else getattr(obj, "__name__", type(obj).__name__)
+        loader = (lambda: importlib.import_module(obj)) if isinstance(obj, str) else (lambda: obj)
+        self._register_isolated(PluginInfo(name, module), loader)
+        self._scorers = self._samplers = None
+
+    def _register_isolated(self, info: PluginInfo, loader: Any) -> None:
+        self.infos[info.name] = info
+        try:
+            plugin = loader()
+            self.pm.register(plugin, name=info.name)
+        except Exception as exc:  # a broken plugin must not take the others down
+            info.error = f"{type(exc).__name__}: {exc}"
+            info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+            if os.environ.get("FILTERBENCH_STRICT_PLUGINS") == "1":
+                raise PluginError(f"plugin {info.name!r} ({info.module}) failed to load: {info.error}") from exc
+
+    # -- registries ------------------------------------------------------------------------------------------
+    def _collect(self, kind: str, base: type, hook_name: str) -> Registry:
+        registry: Registry = Registry(kind, base)
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            owner = impl.plugin_name
+            names: list[str] = []
+
+            def register(cls: type, aliases: tuple[str, ...] = (), _owner: str = owner, _names=names) -> None:
+                registry.add(cls, _owner, tuple(aliases))
+                _names.append(cls.name)
+
+            impl.function(register=register)
+            info = self.infos.get(owner)
+            if info is not None:
+                getattr(info, f"{kind}s").extend(names)
+        return registry
+
+    @property
+    def scorers(self) -> Registry[Scorer]:
+        if self._scorers is None:
+            self._scorers = self._collect("scorer", Scorer, "register_scorers")
+        return self._scorers
+
+    @property
+    def samplers(self) -> Registry[Sampler]:
+        if self._samplers is None:
+            self._samplers = self._collect("sampler", Sampler, "register_samplers")
+        return self._samplers
+
+    def _unknown(self, kind: str, name: str, registry: Registry) -> PluginError:
+        """Explain an unknown name: it may belong to a plugin that failed to load."""
+        broken = [i for i in self.infos.values() if i.error]
+        if broken:
+            listed = "; ".join(f"{i.name} ({i.error})" for i in broken)
+            return PluginError(f"unknown {kind} {name!r}; these plugins failed to load and may provide it: "
+                               f"{listed} (see `filterbench plugins`)")
+        try:
+            registry.get(name)
+        except PluginError as exc:
+            return exc
+        return PluginError(f"unknown {kind} {name!r}")
+
+    def scorer_class(self, name: str) -> type[Scorer]:
+        if name not in self.scorers:
+            raise self._unknown("scorer", name, self.scorers)
+        return self.scorers.get(name)
+
+    def sampler_class(self, name: str) -> type[Sampler]:
+        if name not in self.samplers:
+            raise self._unknown("sampler", name, self.samplers)
+        return self.samplers.get(name)
+
+    def distribution_of(self, plugin_name: str) -> dict[str, str | None]:
+        info = self.infos.get(plugin_name)
+        return {"plugin": plugin_name, "distribution": info.distribution if info else None,
+                "version": info.version if info else None}
+
+    def hook_stage_finished(self, stage: str, manifest: dict) -> None:
+        import logging
+
+        try:
+            self.pm.hook.stage_finished(stage=stage, manifest=manifest)
+        except Exception as exc:  # observers must never fail a stage
+            logging.getLogger("filterbench").warning("stage_finished hook failed: %s", exc)
+
+
+_PLUGINS: Plugins | None = None
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugin set, loaded lazily on first use."""
+    global _PLUGINS
+    if _PLUGINS is None:
+        _PLUGINS = Plugins()
+    return _PLUGINS
+
+
+def reset_plugins(plugins: Plugins | None = None) -> None:
+    """Replace (or forget) the process-wide plugin set; used by tests."""
+    global _PLUGINS
+    _PLUGINS = plugins

@@ -1,0 +1,85 @@
+"""Provenance and cost: what produced an artifact and what it cost."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> dict:
+    """The commit of the harness checkout (and whether it had local changes), or nulls when not a checkout."""
+    try:
+        commit = subprocess.run(["git", "-C", str(_REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(_REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment() -> dict:
+    """Versions of the harness and of the libraries that can change results."""
+    import numpy
+
+    import filterbench
+
+    env = {"harness_version": filterbench.__version__, "python": platform.python_version(),
+           "numpy": numpy.__version__, "platform": platform.platform()}
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        env["torch"] = torch.__version__
+        env["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
+        env["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return env
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux; it is a lifetime peak, so we report the larger of self and children
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+@dataclass
+class CostMeter:
+    """Measures wall, CPU (this process and finished children), GPU seconds and peak memory of a stage.
+
+    GPU seconds are wall seconds during which the stage used a GPU (set ``used_gpu``), as DataComp reports
+    compute; extra CPU seconds of workers that report their own usage can be added with :meth:`add_cpu`.
+    """
+
+    used_gpu: bool = False
+    extra_cpu: float = 0.0
+    _wall0: float = field(default=0.0, repr=False)
+    _cpu0: float = field(default=0.0, repr=False)
+
+    def __enter__(self) -> "CostMeter":
+        self._wall0, self._cpu0 = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_s = time.perf_counter() - self._wall0
+        self.cpu_s = _cpu_seconds() - self._cpu0 + self.extra_cpu
+
+    def add_cpu(self, seconds: float) -> None:
+        self.extra_cpu += seconds
+
+    def as_dict(self) -> dict:
+        return {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
+                "gpu_s": round(self.wall_s, 3) if self.used_gpu else 0.0,
+                "peak_rss_mb": round(_peak_rss_mb(), 1), "cpu_count": os.cpu_count()}

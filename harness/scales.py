@@ -1,0 +1,101 @@
+"""The fixed scale table: what every method is trained with at each scale.
+
+DataComp's scales (``mlfoundations/datacomp: scale_configs.py``): the pool size equals the samples seen, the
+budget is split into 5 checkpoint segments, and no training hyper-parameter may change ("You should not modify
+any hyper-parameters for training, including batch size").  The CPU scales ``nano-xs`` and ``nano`` train a tiny
+open_clip model on the embedded nano world.  Overriding any fixed knob makes a run *unofficial*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from filterbench.harness.contract import Budget
+from filterbench.harness.errors import RecipeError
+from filterbench.harness.hashing import content_key
+
+#: knobs that define the benchmark; changing any of them marks a run unofficial
+FIXED_KNOBS = ("model", "batch_size", "lr", "warmup", "samples_seen", "beta2", "segments", "precision",
+               "wd", "image_size")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One row of the scale table.
+
+    Attributes:
+        name: scale name.
+        model: open_clip model name.
+        batch_size: global batch size.
+        lr: peak learning rate (cosine schedule with linear warm-up).
+        warmup: warm-up steps.
+        samples_seen: the training budget in samples.
+        pool_size: uids in the scale's pool (None: whatever the user's pool holds).
+        beta2: AdamW beta2 when DataComp passes one (xlarge), else None (open_clip's default).
+        segments: checkpoint segments ("epochs" of open_clip_train).
+        precision: open_clip_train ``--precision``.
+        workers: dataloader workers per process (part of DataComp's exact step count).
+        wd: weight decay.
+        image_size: model input resolution.
+        cpu: whether the scale is meant to train on CPU.
+    """
+
+    name: str
+    model: str
+    batch_size: int
+    lr: float
+    warmup: int
+    samples_seen: int
+    pool_size: int | None = None
+    beta2: float | None = None
+    segments: int = 5
+    precision: str = "amp"
+    workers: int = 4
+    wd: float = 0.2
+    image_size: int = 224
+    cpu: bool = False
+
+    def budget(self, pool_size: int) -> Budget:
+        return Budget(samples_seen=self.samples_seen, segments=self.segments, pool_size=pool_size)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        return content_key(self.as_dict())
+
+    def with_overrides(self, **overrides: Any) -> tuple["Scale", bool]:
+        """A copy with ``overrides`` applied, and whether it is still official (no fixed knob changed)."""
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise RecipeError(f"scale {self.name!r}: unknown setting(s) {unknown}")
+        changed = {k for k, v in overrides.items() if getattr(self, k) != v}
+        return dataclasses.replace(self, **overrides), not (changed & set(FIXED_KNOBS))
+
+
+SCALES: dict[str, Scale] = {s.name: s for s in (
+    Scale("debug", "ViT-B-32", 1024, 1e-4, 500, 128_000),
+    Scale("small", "ViT-B-32", 4096, 5e-4, 500, 12_800_000, pool_size=12_800_000),
+    Scale("medium", "ViT-B-32", 4096, 5e-4, 500, 128_000_000, pool_size=128_000_000),
+    Scale("large", "ViT-B-16", 8192, 5e-4, 500, 1_280_000_000, pool_size=1_280_000_000),
+    Scale("xlarge", "ViT-L-14", 90112, 1e-3, 10_000, 12_800_000_000, pool_size=12_800_000_000, beta2=0.95,
+          precision="amp_bf16"),
+    # CPU scales on the nano world (32 px images, a tiny ViT registered with open_clip)
+    Scale("nano-xs", "filterbench-nano-vit", 128, 2e-3, 20, 16_384, pool_size=8_192, precision="fp32",
+          workers=1, wd=0.1, image_size=32, cpu=True),
+    Scale("nano", "filterbench-nano-vit", 256, 2e-3, 50, 131_072, pool_size=65_536, precision="fp32",
+          workers=1, wd=0.1, image_size=32, cpu=True),
+)}
+
+
+def get_scale(name: str) -> Scale:
+    """A scale by name; unknown names fail with "did you mean"."""
+    import difflib
+
+    if name in SCALES:
+        return SCALES[name]
+    close = difflib.get_close_matches(name, list(SCALES), n=2, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise RecipeError(f"unknown scale {name!r}{hint} (known: {', '.join(SCALES)})")

@@ -1,0 +1,209 @@
+"""The score stage: run a scorer over a pool, shard by shard, into a content-addressed artifact.
+
+Output: ``scores/<scorer>-<key>/parts/<shard>.parquet`` with ``uid`` (32-hex, as in DataComp's metadata) and one
+float32 column per declared output, one part per metadata shard, rows in pool order.  The key hashes the
+scorer's identity (name, version, params), the pool key, the keys of consumed scores, the score seed (which
+also fixes the batches of batch-dependent scorers) and the score schema version.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filterbench.harness.contract import PoolBatch, Scorer, StageContext
+from filterbench.harness.errors import PluginError
+from filterbench.harness.executor import run_units
+from filterbench.harness.manager import Plugins, get_plugins
+from filterbench.harness.pool import Pool, ShardInfo
+from filterbench.harness.provenance import CostMeter
+from filterbench.harness.seeding import derive_rng
+from filterbench.harness.stages.pool import register_pool
+from filterbench.harness.store import Artifact, Building, Store
+
+SCORE_SCHEMA_VERSION = 1
+log = logging.getLogger("filterbench.score")
+
+
+@dataclass
+class _ShardJob:
+    """Everything a worker needs, inherited through fork (never pickled)."""
+
+    scorer: Scorer
+    pool: Pool
+    building: Building
+    seed: int
+    deps: list[Artifact]
+
+
+def score_inputs(scorer: Scorer, pool_key: str, dep_keys: list[str], seed: int) -> dict:
+    return {"stage": "score", "schema": SCORE_SCHEMA_VERSION, "scorer": scorer.identity(), "pool": pool_key,
+            "requires": dep_keys, "seed": seed, "batch_dependent": scorer.batch_dependent,
+            "needs": {"metadata": list(scorer.needs.metadata), "features": list(scorer.needs.features),
+                      "images": scorer.needs.images}}
+
+
+def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: int = 1,
+              plugins: Plugins | None = None, progress: bool = True) -> Artifact:
+    """Score ``pool`` with ``scorer`` (and, first, the scorers it consumes); reuse a completed artifact."""
+    plugins = plugins or get_plugins()
+    pool_artifact = register_pool(store, pool)
+    deps = [run_score(store, pool, plugins.scorer_class(d.scorer)(**dict(d.params)), seed, workers, plugins,
+                      progress) for d in scorer.required_scores()]
+    inputs = score_inputs(scorer, pool_artifact.key, [d.key for d in deps], seed)
+    key = store.key_for(inputs)
+    done = store.get("scores", scorer.name, key)
+    if done is not None:
+        return done
+    with store.build("scores", scorer.name, key, inputs) as building:
+        job = _ShardJob(scorer, pool, building, seed, deps)
+        with CostMeter() as cost:
+            fit_stats = _fit_once(job)
+            todo = [s for s in pool.shards if building.unit_done(s.stem) is None]
+            # forked workers are joined before the meter stops, so their CPU time is in RUSAGE_CHILDREN
+            run_units(lambda shard: _score_shard(job, shard), todo, workers, f"score {scorer.name}", progress)
+        plugin = plugins.distribution_of(plugins.scorers.owner(scorer.name)) if scorer.name in plugins.scorers \
+            else {"plugin": None}
+        return _finish(job, pool_artifact.key, fit_stats, cost, plugin)
+
+
+def _fit_once(job: _ShardJob) -> dict:
+    """Run the scorer's fit step in the main process unless its fitted state is already there."""
+    if not job.scorer.has_fit:
+        return {}
+    record = job.building.unit_done("fit")
+    if record is not None:
+        return record.get("stats", {})
+    state_dir = job.building.dir / "fit"
+    state_dir.mkdir(exist_ok=True)
+    ctx = StageContext(rng=derive_rng(job.seed, "fit", job.scorer.name), seed=job.seed, state_dir=state_dir,
+                       log=log)
+    job.scorer.fit(job.pool, ctx)
+    files = sorted(str(p.relative_to(job.building.dir)) for p in state_dir.rglob("*") if p.is_file())
+    return job.building.mark_unit("fit", files, stats=ctx.stats)["stats"]
+
+
+def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
+    import resource
+
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    scorer = job.scorer
+    ctx = StageContext(rng=derive_rng(job.seed, "score", scorer.name, shard.stem), seed=job.seed,
+                       state_dir=job.building.dir / "fit", log=log, shard_index=shard.offset)
+    scorer.setup(ctx)
+    batch = job.pool.batches(scorer.needs, shard)
+    for dep in job.deps:
+        batch.scores.update(read_part_columns(dep, shard.stem))
+    columns = _score_in_batches(scorer, batch, ctx)
+    part = f"parts/{shard.stem}.parquet"
+    _write_part(job.building.dir / part, batch.uids, columns)
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    return job.building.mark_unit(shard.stem, [part], rows=len(batch), stats=ctx.stats, cpu_s=cpu)
+
+
+def _score_in_batches(scorer: Scorer, batch: PoolBatch, ctx: StageContext) -> dict[str, np.ndarray]:
+    """Batch-dependent scorers see the whole shard at once; others see slices of ``batch_rows`` rows."""
+    n = len(batch)
+    step = n if scorer.batch_dependent else max(1, scorer.batch_rows)
+    outputs = scorer.output_columns()
+    pieces: dict[str, list[np.ndarray]] = {c: [] for c in outputs}
+    for start in range(0, max(n, 1), step):
+        piece = _slice(batch, start, min(n, start + step))
+        result = scorer.score_batch(piece, ctx)
+        for column, values in _check_output(scorer, result, piece).items():
+            pieces[column].append(values)
+    return {c: np.concatenate(v) if v else np.zeros(0, np.float32) for c, v in pieces.items()}
+
+
+def _slice(batch: PoolBatch, start: int, stop: int) -> PoolBatch:
+    if start == 0 and stop == len(batch):
+        return batch
+    cut = slice(start, stop)
+    return PoolBatch(batch.shard, batch.uids[cut], {k: v[cut] for k, v in batch.metadata.items()},
+                     {k: v[cut] for k, v in batch.features.items()},
+                     None if batch.images is None else batch.images[cut], {k: v[cut] for k, v in batch.scores.items()})
+
+
+def _check_output(scorer: Scorer, result: Any, batch: PoolBatch) -> dict[str, np.ndarray]:
+    """Length, columns, dtype and finiteness of one batch's output, with the plugin and shard named."""
+    expected = scorer.output_columns()
+    if not isinstance(result, dict):
+        if len(expected) != 1:
+            raise PluginError(f"scorer {scorer.name!r} returned one array on shard {batch.shard}; "
+                              f"it declares columns {list(expected)}")
+        result = {expected[0]: result}
+    if set(result) != set(expected):
+        raise PluginError(f"scorer {scorer.name!r} returned columns {sorted(result)} on shard {batch.shard}; "
+                          f"declared {list(expected)}")
+    checked = {}
+    for column in expected:
+        values = np.asarray(result[column])
+        if values.shape != (len(batch),):
+            raise PluginError(f"scorer {scorer.name!r} column {column!r} has shape {values.shape} on shard "
+                              f"{batch.shard}; expected ({len(batch)},)")
+        values = values.astype(np.float32)
+        bad = ~np.isfinite(values)
+        if scorer.needs.images and batch.images is not None:
+            bad &= np.array([img is not None for img in batch.images], dtype=bool)  # no image -> NaN allowed
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise PluginError(f"scorer {scorer.name!r} column {column!r} is not finite ({values[row]}) for uid "
+                              f"{batch.uids[row]} on shard {batch.shard}")
+        checked[column] = values
+    return checked
+
+
+def _write_part(path, uids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    table = pa.table({"uid": pa.array(uids.astype(str), pa.string()),
+                      **{c: pa.array(v, pa.float32()) for c, v in columns.items()}})
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def read_part_columns(artifact: Artifact, stem: str) -> dict[str, np.ndarray]:
+    """One shard's score columns from a score artifact, qualified as ``<scorer>.<column>``."""
+    manifest = artifact.manifest
+    table = pq.read_table(artifact.path / f"parts/{stem}.parquet")
+    scorer = manifest["inputs"]["scorer"]["name"]
+    return {f"{scorer}.{c}": table.column(c).to_numpy() for c in manifest["columns"]}
+
+
+def _column_stats(values: np.ndarray) -> dict:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return {"count": int(values.size), "nan": int(values.size)}
+    q = np.quantile(finite, [0.1, 0.5, 0.9])
+    return {"count": int(values.size), "nan": int(values.size - finite.size), "min": float(finite.min()),
+            "max": float(finite.max()), "mean": float(finite.mean()), "std": float(finite.std()),
+            "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
+
+
+def _finish(job: _ShardJob, pool_key: str, fit_stats: dict, cost: CostMeter, plugin: dict) -> Artifact:
+    building, pool = job.building, job.pool
+    columns = job.scorer.output_columns()
+    values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for shard in pool.shards:
+        part = f"parts/{shard.stem}.parquet"
+        table = pq.read_table(building.dir / part)
+        for c in columns:
+            values[c].append(table.column(c).to_numpy())
+        building.add_output(part, rows=shard.rows)
+    fit_dir = building.dir / "fit"
+    if fit_dir.is_dir():
+        for path in sorted(p for p in fit_dir.rglob("*") if p.is_file()):
+            building.add_output(str(path.relative_to(building.dir)))
+    stats = {c: _column_stats(np.concatenate(v)) for c, v in values.items()}
+    return building.finish({"pool_key": pool_key, "columns": list(columns), "rows": pool.size,
+                            "parts": [s.stem for s in pool.shards], "stats": stats, "fit_stats": fit_stats,
+                            "cost": cost.as_dict(), "requires": [d.key for d in job.deps],
+                            "plugin": {"name": job.scorer.name, "version": job.scorer.version, **plugin}})

@@ -1,0 +1,1 @@
+"""Run records (ID cards) and the leaderboard built from them."""

@@ -1,0 +1,155 @@
+"""Subset-mode samplers: ``all``, ``threshold``, ``top_fraction``, ``random_fraction``.
+
+Card
+    Reference: mlfoundations/datacomp ``baselines/apply_filter.py`` (``load_uids``, ``get_threshold``,
+        ``load_uids_with_clip_score``).  A DataComp CLIP-score baseline is the ``clip_score`` scorer plus one of
+        these samplers.
+    ``top_fraction`` keeps exactly ``floor(fraction * N)`` uids: the highest scores, ties broken by ascending
+        uid (128-bit value).  DataComp's own rule (``t = sorted_desc[int(N*f)]``, keep ``score >= t``) keeps one
+        uid more plus any ties at the boundary; ``rule=datacomp`` reproduces it exactly.  The exact rule runs
+        as a streaming radix select over chunks, so the threshold never needs every score in memory at once.
+    Non-finite scores (NaN) are never kept.
+    Versions: 1 - first release.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Literal
+
+import numpy as np
+import pydantic
+
+from filterbench.harness.contract import Budget, Params, Sampler, ScoreTable
+from filterbench.harness.hookspecs import hookimpl
+from filterbench.harness.uids import UID_DTYPE
+
+
+class AllSampler(Sampler):
+    """Keep every uid (DataComp's ``no_filter``)."""
+
+    name = "all"
+    mode = "subset"
+
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        return np.ones(budget.pool_size, dtype=np.uint32)
+
+
+class ThresholdSampler(Sampler):
+    """Keep uids whose score is ``>= threshold`` (DataComp's ``--threshold``)."""
+
+    name = "threshold"
+    mode = "subset"
+
+    class Params(Params):
+        threshold: float
+        column: str | None = None
+
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        values = scores.column(self.params.column)
+        return (values >= self.params.threshold).astype(np.uint32)  # NaN compares False: never kept
+
+
+def _order_keys(values: np.ndarray) -> np.ndarray:
+    """Map float32 scores to uint32 keys with the same order (NaN -> 0, below everything)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
+    keys[np.isnan(values)] = 0
+    return keys
+
+
+def kth_largest_key(chunks: Iterable[np.ndarray] | list, k: int) -> tuple[int, int]:
+    """The order key of the k-th largest score and how many scores are strictly above it.
+
+    Two passes of 16-bit histograms over the chunks (a radix select): memory is O(65536 + chunk), so a
+    12.8B-row pool can be processed shard by shard.  ``chunks`` must be re-iterable (a list or a callable's
+    result per pass).
+    """
+    hist_hi = np.zeros(65536, dtype=np.int64)
+    for chunk in chunks:
+        hist_hi += np.bincount(_order_keys(chunk) >> 16, minlength=65536)
+    above_hi = np.cumsum(hist_hi[::-1])[::-1]  # above_hi[b] = count with high half >= b
+    hi = int(np.flatnonzero(above_hi >= k)[-1])
+    strictly_above = int(above_hi[hi + 1]) if hi < 65535 else 0
+    hist_lo = np.zeros(65536, dtype=np.int64)
+    for chunk in chunks:
+        keys = _order_keys(chunk)
+        hist_lo += np.bincount(keys[(keys >> 16) == hi] & 0xFFFF, minlength=65536)
+    above_lo = np.cumsum(hist_lo[::-1])[::-1] + strictly_above
+    lo = int(np.flatnonzero(above_lo >= k)[-1])
+    above = int(above_lo[lo + 1]) if lo < 65535 else strictly_above
+    return (hi << 16) | lo, above
+
+
+def top_k_counts(values: np.ndarray, uids: np.ndarray | None, k: int, chunk_rows: int = 1 << 24) -> np.ndarray:
+    """0/1 counts keeping exactly the k best (score desc, uid asc); NaN never kept."""
+    n = len(values)
+    counts = np.zeros(n, dtype=np.uint32)
+    if k <= 0:
+        return counts
+    chunks = [values[i:i + chunk_rows] for i in range(0, n, chunk_rows)]
+    key, above = kth_largest_key(chunks, k)
+    keys = _order_keys(values)
+    counts[keys > key] = 1
+    ties = np.flatnonzero(keys == key)
+    need = k - above
+    if uids is None:
+        chosen = ties[:need]  # no uids known: position order
+    else:
+        tie_uids = np.asarray(uids)[ties].astype(UID_DTYPE)
+        chosen = ties[np.argsort(tie_uids, kind="stable")[:need]]
+    counts[chosen] = 1
+    return counts
+
+
+class TopFractionSampler(Sampler):
+    """Keep the top ``fraction`` of the pool by one score column."""
+
+    name = "top_fraction"
+    mode = "subset"
+
+    class Params(Params):
+        fraction: float = pydantic.Field(gt=0.0, le=1.0)
+        column: str | None = None
+        rule: Literal["exact", "datacomp"] = "exact"
+
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        values = np.asarray(scores.column(self.params.column), dtype=np.float32)
+        k = int(np.floor(self.params.fraction * len(values)))
+        if self.params.rule == "datacomp":
+            return datacomp_fraction_rule(values, self.params.fraction)
+        k = min(k, int(np.count_nonzero(~np.isnan(values))))
+        return top_k_counts(values, scores.uids, k)
+
+
+def datacomp_fraction_rule(values: np.ndarray, fraction: float) -> np.ndarray:
+    """DataComp's ``get_threshold``: ``n = int(N*f)``, ``t = sorted_desc[n]``, keep ``score >= t``."""
+    n = int(len(values) * fraction)
+    ordered = -np.sort(-values[~np.isnan(values)])
+    if n >= len(ordered):
+        return (~np.isnan(values)).astype(np.uint32)
+    return (values >= ordered[n]).astype(np.uint32)
+
+
+class RandomFractionSampler(Sampler):
+    """Keep exactly ``floor(fraction * N)`` uids chosen uniformly at random (seeded)."""
+
+    name = "random_fraction"
+    mode = "subset"
+
+    class Params(Params):
+        fraction: float = pydantic.Field(gt=0.0, le=1.0)
+
+    def score_columns(self) -> tuple[str, ...]:
+        return ()
+
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        n = budget.pool_size
+        counts = np.zeros(n, dtype=np.uint32)
+        counts[rng.choice(n, size=int(np.floor(self.params.fraction * n)), replace=False)] = 1
+        return counts
+
+
+@hookimpl
+def register_samplers(register):
+    for cls in (AllSampler, ThresholdSampler, TopFractionSampler, RandomFractionSampler):
+        register(cls)
