@@ -134,7 +134,7 @@ class Plugins:
     def distribution_of(self, plugin_name: str) -> dict[str, str | None]:
         info = self.infos.get(plugin_name)
         return {"plugin": plugin_name, "distribution": info.distribution if info else None,
-                "version": info.version if info else None}
+                "distribution_version": info.version if info else None}
 
     def hook_stage_finished(self, stage: str, manifest: dict) -> None:
         import logging

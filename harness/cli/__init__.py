@@ -1,1 +1,83 @@
-"""filterbench.harness.cli"""
+"""The ``filterbench`` command line.  One module per verb group; they parse arguments and call the stages."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from filterbench.harness.errors import FilterbenchError
+
+# verb groups that other parts of the harness contribute; each module exports click commands named here
+_OPTIONAL_COMMANDS = (
+    ("filterbench.harness.cli.eval_cmds", ("evalsets",)),
+    ("filterbench.harness.cli.nano_cmds", ("nano",)),
+    ("filterbench.harness.cli.train_cmds", ("train",)),
+    ("filterbench.harness.cli.eval_stage_cmds", ("eval",)),
+    ("filterbench.harness.cli.run_cmds", ("run",)),
+    ("filterbench.harness.cli.leaderboard_cmds", ("leaderboard",)),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.version_option(package_name="filterbench")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """filterbench: compare CLIP data-filtering methods under a fixed pool, training budget and evaluation.
+
+    \b
+    Typical chain:
+      filterbench score clip_score --pool POOL -p model=l14
+      filterbench sample top_fraction --scores <score key> -p fraction=0.3
+      filterbench train <selection key> --scale nano-xs
+      filterbench eval <train key>
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _attach_builtin() -> None:
+    from filterbench.harness.cli import plugin_cmds, stage_cmds
+
+    for command in (plugin_cmds.plugins, plugin_cmds.ls, stage_cmds.score, stage_cmds.sample, stage_cmds.show,
+                    stage_cmds.validate, stage_cmds.pool):
+        cli.add_command(command)
+    for module_name, names in _OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that part of the harness is not installed in this build
+            raise
+        for name in names:
+            command = getattr(module, name, None)
+            if command is not None and name not in cli.commands:
+                cli.add_command(command, name)
+
+
+def _attach_plugin_commands() -> None:
+    from filterbench.harness.manager import get_plugins
+
+    from filterbench.harness.errors import PluginError
+
+    before = dict(cli.commands)
+    get_plugins().pm.hook.register_commands(cli=cli)
+    replaced = [name for name, command in before.items() if cli.commands.get(name) is not command]
+    if replaced:
+        cli.commands.update(before)  # click replaces silently; keep the harness's own commands
+        raise PluginError(f"a plugin's register_commands tried to replace existing command(s) {replaced}")
+
+
+_attach_builtin()
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        _attach_plugin_commands()
+    except FilterbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    cli(prog_name="filterbench")

@@ -1,0 +1,139 @@
+"""Recipes: versioned YAML files naming the scorers, the sampler and their params (``baselines/*.yaml``).
+
+A recipe file::
+
+    version: 1                       # bumped on any change that alters outputs
+    name: clip_score_l14_top30
+    description: CLIP score (L/14) top 30%, DataComp's baseline
+    citation: Gadre et al. 2023, DataComp, Table 3
+    include: [_defaults.yaml]        # shared keys; the including file wins on conflicts
+    scorers:
+      - {name: clip_score, params: {model: l14}}
+    sampler: {name: top_fraction, params: {fraction: 0.3, column: clip_score.score}}
+    scales: [nano-xs, nano, small, medium]
+
+Files whose name starts with ``_`` are include-only.  Precedence when running: CLI flags > recipe > defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from filterbench.harness.errors import FilterbenchError, RecipeError
+from filterbench.harness.hashing import content_key
+
+BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
+RECIPE_KEYS = {"version", "name", "description", "citation", "include", "scorers", "sampler", "scales",
+               "score_seed", "notes", "oracle"}
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A resolved recipe (includes merged)."""
+
+    name: str
+    version: int
+    description: str
+    citation: str
+    scorers: tuple[PluginSpec, ...]
+    sampler: PluginSpec
+    scales: tuple[str, ...]
+    score_seed: int = 0
+    path: str = ""
+
+    def identity(self) -> dict:
+        return {"name": self.name, "version": self.version,
+                "scorers": [{"name": s.name, "params": s.params} for s in self.scorers],
+                "sampler": {"name": self.sampler.name, "params": self.sampler.params}, "score_seed": self.score_seed}
+
+    def key(self) -> str:
+        return content_key(self.identity())
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path}: unreadable recipe ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a YAML mapping")
+    return data
+
+
+def _merged(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise RecipeError(f"{path}: include cycle through {[str(p) for p in seen]}")
+    data = _read_yaml(path)
+    merged: dict = {}
+    includes = data.pop("include", []) or []
+    for include in [includes] if isinstance(includes, str) else includes:
+        merged.update(_merged((path.parent / include).resolve(), (*seen, path)))
+    merged.update(data)
+    return merged
+
+
+def recipe_path(ref: str | Path) -> Path:
+    """A recipe file from a path or a name in ``baselines/`` (unknown names suggest spellings)."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path.resolve()
+    candidate = BASELINES_DIR / f"{ref}.yaml"
+    if candidate.is_file():
+        return candidate
+    names = [p.stem for p in BASELINES_DIR.glob("*.yaml") if not p.name.startswith("_")]
+    close = difflib.get_close_matches(str(ref), names, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise RecipeError(f"no recipe {str(ref)!r}{hint} (see `filterbench ls recipes`)")
+
+
+def load_recipe(ref: str | Path) -> Recipe:
+    """Load and shape-check a recipe (plugins are checked by :func:`check_recipe`)."""
+    path = recipe_path(ref)
+    data = _merged(path)
+    unknown = sorted(set(data) - RECIPE_KEYS)
+    if unknown:
+        raise RecipeError(f"{path}: unknown recipe key(s) {unknown}")
+    for required in ("version", "name", "sampler"):
+        if required not in data:
+            raise RecipeError(f"{path}: missing required key {required!r}")
+    try:
+        scorers = tuple(PluginSpec(s["name"], dict(s.get("params") or {})) for s in data.get("scorers") or [])
+        sampler = PluginSpec(data["sampler"]["name"], dict(data["sampler"].get("params") or {}))
+    except (KeyError, TypeError, AttributeError):
+        raise RecipeError(f"{path}: scorers must be a list of {{name, params}} and sampler a {{name, params}}") \
+            from None
+    return Recipe(name=str(data["name"]), version=int(data["version"]), description=str(data.get("description", "")),
+                  citation=str(data.get("citation", "")), scorers=scorers, sampler=sampler,
+                  scales=tuple(data.get("scales") or ()), score_seed=int(data.get("score_seed", 0)), path=str(path))
+
+
+def check_recipe(recipe: Recipe, plugins: Any = None) -> dict:
+    """Resolve every plugin and validate its params; returns the resolved identities."""
+    from filterbench.harness.manager import get_plugins
+    from filterbench.harness.scales import get_scale
+
+    plugins = plugins or get_plugins()
+    try:
+        scorers = [plugins.scorer_class(s.name)(**s.params).identity() for s in recipe.scorers]
+        sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
+        for scale in recipe.scales:
+            get_scale(scale)
+    except FilterbenchError as exc:
+        raise RecipeError(f"{recipe.path}: {exc}") from None
+    return {"recipe": recipe.identity(), "scorers": scorers, "sampler": sampler.identity(),
+            "mode": sampler.mode, "scales": list(recipe.scales)}
+
+
+def list_recipes() -> list[Recipe]:
+    return [load_recipe(p) for p in sorted(BASELINES_DIR.glob("*.yaml")) if not p.name.startswith("_")]

@@ -1,0 +1,97 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from filterbench.harness.contract import Needs
+from filterbench.harness.errors import PoolError
+from filterbench.harness.pool import Pool
+from filterbench.harness.poolcheck import check_pool
+from filterbench.harness.poolwrite import write_npz, write_parquet
+from filterbench.testing import fabricate_pool
+
+
+def _copy(tiny_pool, tmp_path):
+    return Pool(shutil.copytree(tiny_pool, tmp_path / "pool"))
+
+
+def test_reads_only_declared_inputs(tiny_pool):
+    pool = Pool(tiny_pool)
+    assert pool.size == 600 and len(pool.shards) == 2
+    batch = pool.batches(Needs(metadata=("text",), features=("l14_img",)), pool.shards[1])
+    assert set(batch.metadata) == {"text"} and set(batch.features) == {"l14_img"}
+    assert batch.features["l14_img"].dtype == np.float32 and len(batch) == pool.shards[1].rows
+    assert batch.images is None
+
+
+def test_images_come_from_the_tars_by_uid(tmp_path):
+    root = fabricate_pool(tmp_path / "p", rows=40, shards=1, rows_per_tar=15, missing_images=0.3, seed=3)
+    pool = Pool(root)
+    batch = pool.batches(Needs(images=True), pool.shards[0])
+    present = [img is not None for img in batch.images]
+    assert 0 < sum(present) < 40  # failed downloads have no image
+    assert check_pool(pool, deep=True)["images"] == sum(present)
+
+
+def test_deep_check_passes_and_key_is_stable(tiny_pool):
+    report = check_pool(Pool(tiny_pool), deep=True)
+    assert report == {"rows": 600, "shards": 2, "images": 600}
+    assert Pool(tiny_pool).key() == Pool(tiny_pool).key()
+
+
+def test_npz_row_count_mismatch_names_both_files(tiny_pool, tmp_path):
+    pool = _copy(tiny_pool, tmp_path)
+    shard = pool.shards[0]
+    with np.load(shard.npz) as npz:
+        arrays = {k: npz[k][:-1] for k in npz.files}
+    write_npz(shard.npz, arrays)
+    with pytest.raises(PoolError, match=rf"{shard.stem}\.npz: array 'b32_img' has shape .* {shard.stem}\.parquet"):
+        check_pool(Pool(pool.root))
+
+
+def test_duplicate_uid_names_both_places(tiny_pool, tmp_path):
+    pool = _copy(tiny_pool, tmp_path)
+    first = pool.read_metadata(pool.shards[0], ("text",))
+    second = pool.read_metadata(pool.shards[1], ("text",))
+    second["uid"][5] = first["uid"][3]
+    write_parquet(pool.shards[1].parquet, second)
+    with pytest.raises(PoolError, match=rf"duplicate uid {first['uid'][3]} at .*row 3 and .*row 5"):
+        check_pool(Pool(pool.root))
+
+
+def test_non_hex_uid_names_file_and_row(tiny_pool, tmp_path):
+    pool = _copy(tiny_pool, tmp_path)
+    meta = pool.read_metadata(pool.shards[0], ("text",))
+    meta["uid"][7] = "z" * 32
+    write_parquet(pool.shards[0].parquet, meta)
+    with pytest.raises(PoolError, match=rf"{pool.shards[0].stem}\.parquet: row 7: uid 'z+' is not hexadecimal"):
+        check_pool(Pool(pool.root))
+
+
+def test_missing_sidecar_and_truncated_files(tiny_pool, tmp_path):
+    pool = _copy(tiny_pool, tmp_path)
+    pool.shards[1].npz.unlink()
+    with pytest.raises(PoolError, match=rf"{pool.shards[1].stem}\.npz: missing npz sidecar"):
+        check_pool(Pool(pool.root), needs=Needs(features=("l14_img",)))
+    data = pool.shards[0].npz.read_bytes()
+    pool.shards[0].npz.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PoolError, match=rf"{pool.shards[0].stem}\.npz: unreadable or truncated npz"):
+        Pool(pool.root).read_features(pool.shards[0], ("l14_img",))
+    parquet = pool.shards[0].parquet.read_bytes()
+    pool.shards[0].parquet.write_bytes(parquet[:100])
+    with pytest.raises(PoolError, match=rf"{pool.shards[0].stem}\.parquet: unreadable parquet"):
+        Pool(pool.root)
+
+
+def test_pool_key_changes_with_metadata(tiny_pool, tmp_path):
+    pool = _copy(tiny_pool, tmp_path)
+    before = pool.key()
+    meta = pool.read_metadata(pool.shards[0], ("text",))
+    meta["text"][0] = "changed caption"
+    write_parquet(pool.shards[0].parquet, meta)
+    assert Pool(pool.root).key() != before
+
+
+def test_not_a_pool(tmp_path):
+    with pytest.raises(PoolError, match="not a pool folder"):
+        Pool(tmp_path)
