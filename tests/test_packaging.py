@@ -1,0 +1,53 @@
+"""The wheel installs as `filterbench.*` only, and its console script runs."""
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True)
+    return next(out.glob("filterbench-*.whl"))
+
+
+def test_every_source_package_is_listed_and_namespaced(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"filterbench"}, tops  # no site-wide `harness` or `plugins`
+    for init in ROOT.glob("*/**/__init__.py"):
+        rel = init.relative_to(ROOT)
+        if rel.parts[0] in ("tests", "docs", ".venv", "build") or rel.parts[0].startswith("."):
+            continue
+        assert f"filterbench/{rel.as_posix()}" in names, f"{rel} is missing from pyproject's package list"
+    assert "filterbench/baselines/clip_score_l14_top30.yaml" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert re.search(r"^filterbench = filterbench\.harness\.cli:main$", text, re.M)
+    assert "[filterbench]" in text and "clip_score = filterbench.plugins.clip_score" in text
+
+
+def test_installed_wheel_runs_its_console_script(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    probe = subprocess.run([sys.executable, "-c", "import filterbench; print(filterbench.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert probe.stdout.strip().startswith(str(target))
+    result = subprocess.run([str(target / "bin" / "filterbench"), "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "score" in result.stdout and "sample" in result.stdout
+    listed = subprocess.run([str(target / "bin" / "filterbench"), "ls", "samplers"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert "top_fraction" in listed.stdout, listed.stderr
