@@ -158,3 +158,24 @@ def pool_check(pool_dir: Path, deep: bool) -> None:
     report = check_pool(the_pool, deep=deep)
     report["key"] = the_pool.key()
     print_json(report)
+
+
+@pool.command("fabricate")
+@click.argument("pool_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rows", type=int, default=2000, show_default=True)
+@click.option("--shards", type=int, default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@one_line_errors
+def pool_fabricate(pool_dir: Path, rows: int, shards: int, seed: int) -> None:
+    """Write a small random pool in DataComp's exact layout (for trying the tools; it carries no signal).
+
+    \b
+    Examples:
+      filterbench pool fabricate ./demo-pool
+      filterbench pool fabricate ./demo-pool --rows 10000 --shards 4
+    """
+    from filterbench.testing import fabricate_pool
+
+    if (pool_dir / "metadata").exists():
+        raise click.ClickException(f"{pool_dir}: already holds a pool")
+    click.echo(str(fabricate_pool(pool_dir, rows=rows, shards=shards, seed=seed)))

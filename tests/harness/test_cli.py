@@ -86,3 +86,17 @@ def test_samplers_without_scores_take_the_pool(tiny_pool, run):
     result = run("sample", "random_fraction", "--pool", str(tiny_pool), "-p", "fraction=0.5", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert len(read_subset(result.output.strip().splitlines()[-1] + "/subset.npy")) == 300
+
+
+def test_run_reuses_stages_and_stops_where_asked(tiny_pool, run, workdir):
+    first = run("run", "no_filter", "clip_score_l14_top30", "--scale", "small", "--pool", str(tiny_pool),
+                "--until", "sample", "--seeds", "2")
+    assert first.exit_code == 0, first.output
+    lines = first.output.strip().splitlines()
+    assert any(l.startswith("clip_score_l14_top30") and l.split()[2] == "180" for l in lines)
+    selections = sorted(p.name for p in (workdir / "selections").iterdir())
+    assert len(selections) == 4  # 2 recipes x 2 seeds
+    again = run("run", "clip_score_l14_top30", "--scale", "small", "--pool", str(tiny_pool), "--until", "sample")
+    assert "score  reused" in again.output and "sample reused" in again.output
+    assert len(list((workdir / "selections").iterdir())) == 4
+    assert run("run", "clip_score_l14_top30", "--scale", "small", "--until", "sample").exit_code == 2  # no --pool
