@@ -3,8 +3,9 @@
 - ``evalsets`` group: ``download``, ``add-letitwag``, ``ls``.
 - ``eval_summarize``: ``filterbench eval summarize RESULTS.jsonl [--tasklist datacomp_v1]``.
 
-Errors are :class:`~filterbench.harness.errors.FilterbenchError` subclasses; the root CLI prints them as one
-line.  Heavy imports (torch, open_clip) happen inside the commands so ``--help`` stays fast.
+Errors are :class:`~filterbench.harness.errors.FilterbenchError` subclasses, printed as ``error: <one line>``
+with exit status 2 (``one_line_errors``).  Heavy imports (torch, open_clip) happen inside the commands so
+``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import click
 
+from filterbench.harness.cli.common import one_line_errors
 from filterbench.harness.errors import FilterbenchError
 
 TASKLIST_OPTION = click.option(
-    "--tasklist", default="datacomp_v1", show_default=True,
+    "--tasklist",
+    default="datacomp_v1",
+    show_default=True,
     help="Task list name (built in) or path to a task list YAML file.",
 )
 
@@ -45,6 +49,7 @@ def evalsets() -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @TASKLIST_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@one_line_errors
 def evalsets_ls(folder: Path, tasklist: str, as_json: bool) -> None:
     """List which tasks of a task list have a usable eval set under FOLDER.
 
@@ -73,22 +78,40 @@ def evalsets_ls(folder: Path, tasklist: str, as_json: bool) -> None:
 
 
 @evalsets.command("add-letitwag")
-@click.option("--parquet", "parquet_files", multiple=True, required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A Let It Wag! parquet file (repeat for several).")
-@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Eval-set root; writes <to>/wds_letitwag_test.")
+@click.option(
+    "--parquet",
+    "parquet_files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Let It Wag! parquet file (repeat for several).",
+)
+@click.option(
+    "--to",
+    "to_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Eval-set root; writes <to>/wds_letitwag_test.",
+)
 @click.option("--image-column", default="image", show_default=True, help="Column with image bytes.")
 @click.option("--label-column", default="label", show_default=True, help="Column with class index or name.")
-@click.option("--classnames", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Class names, one per line (default: ClassLabel names in the parquet metadata).")
-@click.option("--templates", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Templates with {c}, one per line (default: the 80 OpenAI ImageNet prompts).")
+@click.option(
+    "--classnames",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Class names, one per line (default: ClassLabel names in the parquet metadata).",
+)
+@click.option(
+    "--templates",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Templates with {c}, one per line (default: the 80 OpenAI ImageNet prompts).",
+)
 @click.option("--shard-size", default=10_000, show_default=True, help="Samples per tar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing wds_letitwag_test folder.")
 @TASKLIST_OPTION
-def evalsets_add_letitwag(parquet_files, to_dir, image_column, label_column, classnames, templates, shard_size,
-                          overwrite, tasklist) -> None:
+@one_line_errors
+def evalsets_add_letitwag(
+    parquet_files, to_dir, image_column, label_column, classnames, templates, shard_size, overwrite, tasklist
+) -> None:
     """Convert the Let It Wag! parquet release into an extra eval set (reported beside the average).
 
     \b
@@ -99,19 +122,32 @@ def evalsets_add_letitwag(parquet_files, to_dir, image_column, label_column, cla
     from filterbench.harness.evaluation.letitwag import convert_letitwag
 
     folder = convert_letitwag(
-        list(parquet_files), to_dir, image_column=image_column, label_column=label_column,
-        classnames=classnames, templates=templates, shard_size=shard_size, overwrite=overwrite, tasklist=tasklist,
+        list(parquet_files),
+        to_dir,
+        image_column=image_column,
+        label_column=label_column,
+        classnames=classnames,
+        templates=templates,
+        shard_size=shard_size,
+        overwrite=overwrite,
+        tasklist=tasklist,
     )
     click.echo(str(folder))
 
 
 @evalsets.command("download")
-@click.option("--to", "to_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Eval-set root to fill.")
+@click.option(
+    "--to",
+    "to_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Eval-set root to fill.",
+)
 @TASKLIST_OPTION
 @click.option("--task", "tasks", multiple=True, help="Only this task key (repeatable).")
 @click.option("--org", default="djghosh", show_default=True, help="HF org holding the wds_<task>_test repos.")
 @click.option("--with-letitwag", is_flag=True, help="Also fetch and convert bethgelab/Let-It-Wag.")
+@one_line_errors
 def evalsets_download(to_dir, tasklist, tasks, org, with_letitwag) -> None:
     """Download the task list's eval sets from the Hugging Face hub (needs network).
 
@@ -134,6 +170,7 @@ def evalsets_download(to_dir, tasklist, tasks, org, with_letitwag) -> None:
 @click.command("summarize")
 @click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @TASKLIST_OPTION
+@one_line_errors
 def eval_summarize(results: Path, tasklist: str) -> None:
     """Print the headline scores of an eval_results.jsonl as JSON (missing tasks are listed, never averaged).
 

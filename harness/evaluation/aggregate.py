@@ -24,7 +24,9 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def _index_rows(rows: list[dict[str, Any]], tasklist: TaskList) -> tuple[dict[str, dict], list[str], list[str]]:
+def _index_rows(
+    rows: list[dict[str, Any]], tasklist: TaskList
+) -> tuple[dict[str, dict], list[str], list[str]]:
     """Rows by task key (first occurrence wins, as DataComp's resume reuses the first line).
 
     Rows without a known key are matched by display name, since DataComp's aggregator keys on ``dataset``.
@@ -72,14 +74,16 @@ def aggregate_rows(rows: list[dict[str, Any]], tasklist: TaskList | str) -> dict
         "missing_tasks": missing,
         "null_main_metric_tasks": null_rows,
         "partial": _headline(tasklist, scores, partial=True) if missing else None,
-        "tasks": {
-            t.key: {"dataset": t.name, "main_metric": scores[t.key]} for t in tasklist.scored_tasks
-        },
+        "tasks": {t.key: {"dataset": t.name, "main_metric": scores[t.key]} for t in tasklist.scored_tasks},
         "unscored_tasks": {
             t.key: {"dataset": t.name, "present": t.key in indexed} for t in tasklist.tasks if not t.scored
         },
         "extras": {
-            t.key: {"dataset": t.name, "main_metric": _main_metric(indexed.get(t.key)), "present": t.key in indexed}
+            t.key: {
+                "dataset": t.name,
+                "main_metric": _main_metric(indexed.get(t.key)),
+                "present": t.key in indexed,
+            }
             for t in tasklist.extras
         },
         "duplicate_tasks": duplicates,

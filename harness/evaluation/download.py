@@ -41,10 +41,14 @@ def _snapshot(repo_id: str, local_dir: Path, allow_patterns: list[str] | None = 
 
     _check_online()
     try:
-        snapshot_download(repo_id=repo_id, repo_type="dataset", local_dir=local_dir, allow_patterns=allow_patterns)
+        snapshot_download(
+            repo_id=repo_id, repo_type="dataset", local_dir=local_dir, allow_patterns=allow_patterns
+        )
     except Exception as exc:  # network errors come in many types (requests/httpx/hub); report one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DownloadError(f"cannot download dataset {repo_id} (offline or hub unreachable?): {reason}") from exc
+        raise DownloadError(
+            f"cannot download dataset {repo_id} (offline or hub unreachable?): {reason}"
+        ) from exc
     return local_dir
 
 
@@ -53,7 +57,9 @@ def download_wds_task(task: Task, to_dir: str | Path, org: str = DEFAULT_ORG) ->
     folder = _snapshot(f"{org}/{task.folder}", Path(to_dir) / task.folder)
     problem = evalsets.evalset_problem(folder, task.evaluator)
     if problem:
-        raise DownloadError(f"{task.key}: downloaded {org}/{task.folder} but the layout is incomplete ({problem})")
+        raise DownloadError(
+            f"{task.key}: downloaded {org}/{task.folder} but the layout is incomplete ({problem})"
+        )
     return folder
 
 
@@ -62,12 +68,17 @@ def _load_hf_split(name: str, cache_dir: Path) -> Any:
     try:
         import datasets
     except ImportError:
-        raise DownloadError(f"nlphuji/{name} is a script-based HF dataset: install `datasets<3` to fetch it") from None
+        raise DownloadError(
+            f"nlphuji/{name} is a script-based HF dataset: install `datasets<3` to fetch it"
+        ) from None
     try:
-        return datasets.load_dataset(f"{HF_RETRIEVAL_ORG}/{name}", split="test", cache_dir=str(cache_dir),
-                                     trust_remote_code=True)
+        return datasets.load_dataset(
+            f"{HF_RETRIEVAL_ORG}/{name}", split="test", cache_dir=str(cache_dir), trust_remote_code=True
+        )
     except Exception as exc:
-        raise DownloadError(f"cannot load {HF_RETRIEVAL_ORG}/{name}: {str(exc).strip().splitlines()[0]}") from exc
+        raise DownloadError(
+            f"cannot load {HF_RETRIEVAL_ORG}/{name}: {str(exc).strip().splitlines()[0]}"
+        ) from exc
 
 
 def download_hf_task(task: Task, to_dir: str | Path, overwrite: bool = False) -> Path:
@@ -78,8 +89,11 @@ def download_hf_task(task: Task, to_dir: str | Path, overwrite: bool = False) ->
     if task.evaluator == "winogavil":
         # columns as DataComp's wino_eval.py reads them
         examples = (
-            {"cue": ex["cue"], "images": list(ex["candidate_images"]),
-             "associations": [ex["candidates"].index(a) for a in ex["associations"]]}
+            {
+                "cue": ex["cue"],
+                "images": list(ex["candidate_images"]),
+                "associations": [ex["candidates"].index(a) for a in ex["associations"]],
+            }
             for ex in split
         )
         return evalsets.write_winogavil_evalset(folder, examples, overwrite=overwrite)
@@ -89,7 +103,9 @@ def download_hf_task(task: Task, to_dir: str | Path, overwrite: bool = False) ->
     )
 
 
-def download_letitwag(to_dir: str | Path, tasklist: TaskList | str = "datacomp_v1", **convert_options) -> Path:
+def download_letitwag(
+    to_dir: str | Path, tasklist: TaskList | str = "datacomp_v1", **convert_options
+) -> Path:
     """Fetch the Let It Wag! parquet files into ``<to_dir>/raw/Let-It-Wag`` and convert them."""
     from filterbench.harness.evaluation.letitwag import convert_letitwag
 

@@ -160,8 +160,11 @@ def write_classification_evalset(
         raise EvalsetError(f"{folder}: template {bad[0]!r} has no {{c}} placeholder")
 
     def samples() -> Iterator[dict[str, Any]]:
-        rows = zip(images, labels, metadata, strict=True) if metadata is not None else (
-            (image, label, None) for image, label in zip(images, labels, strict=True))
+        rows = (
+            zip(images, labels, metadata, strict=True)
+            if metadata is not None
+            else ((image, label, None) for image, label in zip(images, labels, strict=True))
+        )
         for image, label, meta in rows:
             label = int(label)
             if not 0 <= label < len(classnames):
@@ -222,7 +225,9 @@ def write_winogavil_evalset(
             candidates = list(example["images"])
             assoc = sorted(int(i) for i in example["associations"])
             if not assoc or assoc[0] < 0 or assoc[-1] >= len(candidates):
-                raise EvalsetError(f"{folder}: associations {assoc} do not index {len(candidates)} candidates")
+                raise EvalsetError(
+                    f"{folder}: associations {assoc} do not index {len(candidates)} candidates"
+                )
             sample: dict[str, Any] = {"json": {"cue": str(example["cue"]), "associations": assoc}}
             for i, image in enumerate(candidates):
                 ext, data = encode_image(image)

@@ -58,8 +58,9 @@ class EvalRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def load_model(model_name: str, checkpoint_path: str | Path | None, device: str = "cpu",
-               batch_size: int = 64) -> ModelBundle:
+def load_model(
+    model_name: str, checkpoint_path: str | Path | None, device: str = "cpu", batch_size: int = 64
+) -> ModelBundle:
     """An open_clip model with its eval transform and tokenizer.
 
     Args:
@@ -74,7 +75,9 @@ def load_model(model_name: str, checkpoint_path: str | Path | None, device: str 
     if checkpoint_path is not None and not Path(checkpoint_path).is_file():
         raise EvaluationError(f"checkpoint not found: {checkpoint_path}")
     if ":" not in model_name and model_name not in open_clip.list_models():
-        raise EvaluationError(f"unknown open_clip model {model_name!r} (register it with open_clip.add_model_config)")
+        raise EvaluationError(
+            f"unknown open_clip model {model_name!r} (register it with open_clip.add_model_config)"
+        )
     torch.manual_seed(0)  # DataComp seeds before creating the model; random init must be reproducible
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -92,18 +95,25 @@ def _first_line(exc: BaseException) -> str:
 
 
 def select_tasks(tasklist: TaskList, tasks: Iterable[str] | None, include_extras: bool) -> list[Task]:
-    """The tasks to consider, in task-list order (extras last); unknown keys raise naming the list."""
-    pool = list(tasklist.tasks) + (list(tasklist.extras) if include_extras else [])
+    """The tasks to consider, in task-list order (extras last); unknown keys raise naming the list.
+
+    Extras are included when ``include_extras`` is set or when ``tasks`` names them explicitly.
+    """
     if tasks is None:
-        return pool
+        return list(tasklist.tasks) + (list(tasklist.extras) if include_extras else [])
     wanted = set(tasks)
     for key in wanted:
         tasklist.task(key)  # raises for an unknown key
-    return [t for t in pool if t.key in wanted]
+    return [t for t in tasklist.tasks + tasklist.extras if t.key in wanted]
 
 
-def plan(tasklist: TaskList, evalsets_dir: str | Path, results_path: Path, tasks: Iterable[str] | None = None,
-         include_extras: bool = True) -> tuple[list[Task], list[str], dict[str, str]]:
+def plan(
+    tasklist: TaskList,
+    evalsets_dir: str | Path,
+    results_path: Path,
+    tasks: Iterable[str] | None = None,
+    include_extras: bool = True,
+) -> tuple[list[Task], list[str], dict[str, str]]:
     """(tasks to run, keys already done, missing eval sets).  Extras without data are skipped silently."""
     done = repair_results(results_path).keys()
     todo, reused, missing = [], [], {}
@@ -150,8 +160,8 @@ def evaluate_checkpoint(
     model_name: str,
     checkpoint_path: str | Path | None,
     evalsets_dir: str | Path,
-    tasklist: TaskList | str | Path = "datacomp_v1",
-    out_dir: str | Path = ".",
+    tasklist: TaskList | str | Path,
+    out_dir: str | Path,
     device: str = "cpu",
     batch_size: int = 64,
     tasks: Iterable[str] | None = None,
@@ -179,8 +189,12 @@ def evaluate_checkpoint(
     results_path = out_dir / RESULTS_FILENAME
     todo, reused, missing = plan(tasklist, evalsets_dir, results_path, tasks, include_extras)
     if missing:
-        log.warning("%d task(s) have no usable eval set under %s and are reported missing: %s",
-                    len(missing), evalsets_dir, ", ".join(missing))
+        log.warning(
+            "%d task(s) have no usable eval set under %s and are reported missing: %s",
+            len(missing),
+            evalsets_dir,
+            ", ".join(missing),
+        )
     run = EvalRun(results_path, out_dir / SUMMARY_FILENAME, {}, reused=reused, missing_evalsets=missing)
     if todo:
         apply_clip_benchmark_patches()

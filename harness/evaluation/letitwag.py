@@ -71,7 +71,9 @@ def _label_is_string(pf, label_column: str) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
-def _resolve_classnames(files: list, label_column: str, classnames: Sequence[str] | str | Path | None) -> list[str]:
+def _resolve_classnames(
+    files: list, label_column: str, classnames: Sequence[str] | str | Path | None
+) -> list[str]:
     if isinstance(classnames, (str, Path)):
         classnames = [line.strip() for line in Path(classnames).read_text().splitlines() if line.strip()]
     if classnames:
@@ -83,18 +85,22 @@ def _resolve_classnames(files: list, label_column: str, classnames: Sequence[str
         return sorted(labels)
     names = _classlabel_names(files[0], label_column)
     if names is None:
-        raise EvalsetError(f"column {label_column!r} holds integers and the parquet metadata has no "
-                           "ClassLabel names; pass classnames")
+        raise EvalsetError(
+            f"column {label_column!r} holds integers and the parquet metadata has no "
+            "ClassLabel names; pass classnames"
+        )
     return names
 
 
-def _rows(files: list, image_column: str, label_column: str, classnames: list[str]) -> Iterator[tuple[bytes, int]]:
+def _rows(
+    files: list, image_column: str, label_column: str, classnames: list[str]
+) -> Iterator[tuple[bytes, int]]:
     index = {name: i for i, name in enumerate(classnames)}
     for pf in files:
         for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=[image_column, label_column]):
             images = batch.column(image_column).to_pylist()
             labels = batch.column(label_column).to_pylist()
-            for image, label in zip(images, labels):
+            for image, label in zip(images, labels, strict=True):
                 yield _image_bytes(image, image_column), _label_index(label, index, len(classnames))
 
 
@@ -102,7 +108,9 @@ def _image_bytes(value, column: str) -> bytes:
     if isinstance(value, dict):  # datasets' Image feature: {"bytes": ..., "path": ...}
         value = value.get("bytes")
     if not isinstance(value, (bytes, bytearray)):
-        raise EvalsetError(f"column {column!r}: expected image bytes (or a struct with `bytes`), got {type(value).__name__}")
+        raise EvalsetError(
+            f"column {column!r}: expected image bytes (or a struct with `bytes`), got {type(value).__name__}"
+        )
     return bytes(value)
 
 

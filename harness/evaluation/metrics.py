@@ -2,8 +2,8 @@
 
 Each function takes predictions and labels (arrays or tensors) and returns floats or a dict of metrics whose
 keys match DataComp's ``eval_results.jsonl``.  Group metrics follow WILDS' ``standard_group_eval`` as
-DataComp calls it: ``{name}_avg`` over all samples, ``{name}_{field}:{value}`` and ``count_{field}:{value}`` per
-group (group values are the integer codes from the ``.npy`` metadata; groups run 0..max, an empty group
+DataComp calls it: ``{name}_avg`` over all samples, ``{name}_{field}:{value}`` and ``count_{field}:{value}``
+per group (group values are the integer codes from the ``.npy`` metadata; groups run 0..max, an empty group
 reports 0.0 and count 0), and ``{name}_wg``, the minimum over non-empty groups.
 """
 
@@ -118,7 +118,7 @@ def group_eval(values, columns: Sequence, fields: Sequence[str], name: str) -> d
         raise MetricError(f"group codes for {list(fields)} must be non-negative")
     cards = [int(c.max()) + 1 if len(c) else 1 for c in codes]
     factors = np.concatenate(([1], np.cumprod(cards)[:-1])).astype(np.int64)
-    group = sum(c * f for c, f in zip(codes, factors))
+    group = sum(c * f for c, f in zip(codes, factors, strict=True))
     out = {f"{name}_avg": float(values.mean())}
     present = []
     for g in range(int(np.prod(cards))):
@@ -160,7 +160,7 @@ def wilds_camelyon17_metrics(targets, preds, metadata) -> dict[str, float]:
 
 
 def wilds_fmow_metrics(targets, preds, metadata) -> dict[str, float]:
-    """FMoW: ``acc_avg``, per-year accuracy and ``acc_worst_year``, per-region accuracy and ``acc_worst_region``.
+    """FMoW: ``acc_avg``, per-year accuracy, ``acc_worst_year``, per-region accuracy, ``acc_worst_region``.
 
     ``acc_worst_region`` is the minimum over non-empty regions *including* code 5 ("Other"): DataComp's code
     means to skip "Other" by name, but its evaluator has no metadata map, so the group names are numeric
@@ -176,7 +176,8 @@ def wilds_fmow_metrics(targets, preds, metadata) -> dict[str, float]:
     by_region.pop("acc_avg")
     out.update(by_region)
     others = [
-        by_region[f"acc_region:{r}"] for r in range(int(region.max()) + 1)
+        by_region[f"acc_region:{r}"]
+        for r in range(int(region.max()) + 1)
         if r != FMOW_OTHER_REGION and by_region[f"count_region:{r}"] > 0
     ]
     out["acc_worst_region_excl_other"] = float(min(others)) if others else None
@@ -245,7 +246,9 @@ def retrieval_metrics(scores, text_image_index, recall_k: Sequence[int] = (1, 5,
 def with_mean_recall(metrics: dict[str, float]) -> dict[str, float]:
     """Add ``mean_recall@1`` (DataComp ``retr_eval.py``)."""
     metrics = dict(metrics)
-    metrics["mean_recall@1"] = 0.5 * (metrics["image_retrieval_recall@1"] + metrics["text_retrieval_recall@1"])
+    metrics["mean_recall@1"] = 0.5 * (
+        metrics["image_retrieval_recall@1"] + metrics["text_retrieval_recall@1"]
+    )
     return metrics
 
 

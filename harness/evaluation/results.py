@@ -66,7 +66,11 @@ def _parse_row(line: bytes) -> dict[str, Any] | None:
         row = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if not isinstance(row, dict) or not isinstance(row.get("key"), str) or not isinstance(row.get("metrics"), dict):
+    if (
+        not isinstance(row, dict)
+        or not isinstance(row.get("key"), str)
+        or not isinstance(row.get("metrics"), dict)
+    ):
         return None
     return row
 
@@ -90,7 +94,9 @@ def read_results(path: str | Path) -> ResultsFile:
             out.torn_tail = True  # a crash mid-write; the line is recomputed
             break
         if row is None and line.strip():
-            raise ResultsError(f"{path} line {number}: not a result line (expected JSON with `key` and `metrics`)")
+            raise ResultsError(
+                f"{path} line {number}: not a result line (expected JSON with `key` and `metrics`)"
+            )
         if row is not None:
             out.rows.append(row)
             out.needs_newline = is_last

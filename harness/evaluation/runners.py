@@ -60,19 +60,27 @@ def _quiet() -> Iterator[None]:
 
 def _loader(dataset, batch_size: int) -> torch.utils.data.DataLoader:
     # num_workers=0: webdataset splits shards per worker and fails when a worker gets none (ecosystem trap 9)
-    return torch.utils.data.DataLoader(dataset.batched(batch_size), batch_size=None, shuffle=False, num_workers=0)
+    return torch.utils.data.DataLoader(
+        dataset.batched(batch_size), batch_size=None, shuffle=False, num_workers=0
+    )
 
 
 def _wds(task: Task, folder: Path, bundle: ModelBundle, kind: str):
     from clip_benchmark.datasets.builder import build_dataset
 
     return build_dataset(
-        "wds/" + task.key, root=str(folder), transform=bundle.preprocess, split="test",
-        download=False, task=kind,
+        "wds/" + task.key,
+        root=str(folder),
+        transform=bundle.preprocess,
+        split="test",
+        download=False,
+        task=kind,
     )
 
 
-def classify(bundle: ModelBundle, task: Task, folder: Path) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+def classify(
+    bundle: ModelBundle, task: Task, folder: Path
+) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
     """Zero-shot classification: (metrics with acc1/acc5/mean_per_class_recall, logits, targets)."""
     from clip_benchmark.metrics import zeroshot_classification as zsc
 
@@ -85,10 +93,17 @@ def classify(bundle: ModelBundle, task: Task, folder: Path) -> tuple[dict[str, A
         logits, targets = zsc.run_classification(bundle.model, classifier, loader, bundle.device, amp=False)
     n_classes = len(dataset.classes)
     # acc5 is undefined below 5 classes: DataComp reports None there (clip_benchmark gives NaN)
-    acc1, acc5 = zsc.accuracy(logits, targets, topk=(1, 5)) if n_classes >= 5 else (
-        zsc.accuracy(logits, targets, topk=(1,))[0], None)
+    acc1, acc5 = (
+        zsc.accuracy(logits, targets, topk=(1, 5))
+        if n_classes >= 5
+        else (zsc.accuracy(logits, targets, topk=(1,))[0], None)
+    )
     preds = logits.argmax(dim=1)
-    result = {"acc1": acc1, "acc5": acc5, "mean_per_class_recall": metrics.mean_per_class_recall(targets, preds)}
+    result = {
+        "acc1": acc1,
+        "acc5": acc5,
+        "mean_per_class_recall": metrics.mean_per_class_recall(targets, preds),
+    }
     return result, logits, targets
 
 
@@ -111,8 +126,15 @@ def _run_multilabel(bundle: ModelBundle, task: Task, folder: Path) -> dict[str, 
 
     with _quiet():
         dataset = _wds(task, folder, bundle, "zeroshot_classification")
-        return zsc.evaluate(bundle.model, _loader(dataset, bundle.batch_size), bundle.tokenizer,
-                            dataset.classes, dataset.templates, bundle.device, amp=bundle.amp)
+        return zsc.evaluate(
+            bundle.model,
+            _loader(dataset, bundle.batch_size),
+            bundle.tokenizer,
+            dataset.classes,
+            dataset.templates,
+            bundle.device,
+            amp=bundle.amp,
+        )
 
 
 def _with_groups(group_fn: Callable, use_logits: bool = False):
@@ -140,8 +162,14 @@ def run_zeroshot_retrieval(bundle: ModelBundle, task: Task, folder: Path) -> dic
     ks = [k for k in RECALL_K if k <= n_images]  # torch.topk fails for k > n
     with _quiet():
         dataset = _wds(task, folder, bundle, "zeroshot_retrieval")
-        result = zsr.evaluate(bundle.model, _loader(dataset, bundle.batch_size), bundle.tokenizer,
-                              bundle.device, amp=bundle.amp, recall_k_list=ks)
+        result = zsr.evaluate(
+            bundle.model,
+            _loader(dataset, bundle.batch_size),
+            bundle.tokenizer,
+            bundle.device,
+            amp=bundle.amp,
+            recall_k_list=ks,
+        )
     return metrics.with_mean_recall(result)
 
 
@@ -152,14 +180,16 @@ def _encode_images(bundle: ModelBundle, blobs: list[bytes]) -> torch.Tensor:
 
 
 def _candidate_images(files: dict[str, bytes]) -> list[bytes]:
-    found = sorted((int(m.group(1)), data) for ext, data in files.items() if (m := re.match(r"img(\d+)\.", ext)))
+    found = sorted(
+        (int(m.group(1)), data) for ext, data in files.items() if (m := re.match(r"img(\d+)\.", ext))
+    )
     return [data for _, data in found]
 
 
 def run_winogavil(bundle: ModelBundle, task: Task, folder: Path) -> dict[str, Any]:
     """Per example: pick the k candidates closest to "A/An <cue>" (k = true count); score = Jaccard."""
     scores, sizes = [], []
-    for key, files in evalsets.iter_samples(folder):
+    for _, files in evalsets.iter_samples(folder):
         info = evalsets.read_json(files["json"])
         images = _candidate_images(files)
         image_features = _encode_images(bundle, images)
@@ -203,10 +233,12 @@ def run_fairface(bundle: ModelBundle, task: Task, folder: Path) -> dict[str, Any
 
     names = _split_objectives(evalsets.read_lines(folder / "classnames.txt"), "classnames", folder)
     templates = _split_objectives(
-        evalsets.read_lines(folder / "zeroshot_classification_templates.txt"), "templates", folder)
+        evalsets.read_lines(folder / "zeroshot_classification_templates.txt"), "templates", folder
+    )
     classifiers = {
-        o: zsc.zero_shot_classifier(bundle.model, bundle.tokenizer, names[o], templates[o], bundle.device,
-                                    amp=bundle.amp).float()
+        o: zsc.zero_shot_classifier(
+            bundle.model, bundle.tokenizer, names[o], templates[o], bundle.device, amp=bundle.amp
+        ).float()
         for o in metrics.FAIRFACE_OBJECTIVES
     }
     preds: dict[str, list[np.ndarray]] = {o: [] for o in classifiers}

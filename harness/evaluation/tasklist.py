@@ -31,7 +31,17 @@ EVALUATORS = (
     "geode",
     "fairface",
 )
-_TASK_FIELDS = {"name", "size", "num_classes", "main_metric", "random_score", "tags", "time", "evaluator", "folder"}
+_TASK_FIELDS = {
+    "name",
+    "size",
+    "num_classes",
+    "main_metric",
+    "random_score",
+    "tags",
+    "time",
+    "evaluator",
+    "folder",
+}
 _TOP_FIELDS = {"format", "name", "version", "description", "tasks", "groups", "average", "extras"}
 
 _search_dirs: list[Path] = [BUILTIN_DIR]
@@ -117,11 +127,11 @@ class TaskList:
 def folder_name(key: str) -> str:
     """DataComp's local folder for a task key (``download_evalsets.py``).
 
-    ``/`` becomes ``-`` and a leading ``fairness/`` is dropped: ``vtab/cifar100`` -> ``wds_vtab-cifar100_test``,
+    ``/`` becomes ``-`` and a leading ``fairness/`` is dropped:
+    ``vtab/cifar100`` -> ``wds_vtab-cifar100_test``,
     ``wilds/fmow`` -> ``wds_wilds-fmow_test``, ``fairness/geode`` -> ``wds_geode_test``.
     """
-    if key.startswith("fairness/"):
-        key = key[len("fairness/"):]
+    key = key.removeprefix("fairness/")
     return f"wds_{key.replace('/', '-')}_test"
 
 
@@ -149,7 +159,9 @@ def resolve_tasklist_path(name_or_path: str | Path) -> Path:
         path = folder / f"{name_or_path}.yaml"
         if path.is_file():
             return path
-    raise TasklistError(f"unknown task list {str(name_or_path)!r}; available: {', '.join(available_tasklists())}")
+    raise TasklistError(
+        f"unknown task list {str(name_or_path)!r}; available: {', '.join(available_tasklists())}"
+    )
 
 
 def load_tasklist(name_or_path: str | Path | TaskList) -> TaskList:

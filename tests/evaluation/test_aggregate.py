@@ -10,10 +10,29 @@ from filterbench.harness.evaluation.tasklist import load_tasklist
 
 # DataComp aggregate_scores.py DATASET_GROUPS, by display name, typed in independently of our YAML.
 GROUPS = {
-    "ImageNet dist. shifts": {"ImageNet Sketch", "ImageNet v2", "ImageNet-A", "ImageNet-O", "ImageNet-R", "ObjectNet"},
-    "VTAB": {"Caltech-101", "CIFAR-100", "CLEVR Counts", "CLEVR Distance", "Describable Textures", "EuroSAT",
-             "KITTI Vehicle Distance", "Oxford Flowers-102", "Oxford-IIIT Pet", "PatchCamelyon", "RESISC45",
-             "SVHN", "SUN397"},
+    "ImageNet dist. shifts": {
+        "ImageNet Sketch",
+        "ImageNet v2",
+        "ImageNet-A",
+        "ImageNet-O",
+        "ImageNet-R",
+        "ObjectNet",
+    },
+    "VTAB": {
+        "Caltech-101",
+        "CIFAR-100",
+        "CLEVR Counts",
+        "CLEVR Distance",
+        "Describable Textures",
+        "EuroSAT",
+        "KITTI Vehicle Distance",
+        "Oxford Flowers-102",
+        "Oxford-IIIT Pet",
+        "PatchCamelyon",
+        "RESISC45",
+        "SVHN",
+        "SUN397",
+    },
     "Retrieval": {"Flickr", "MSCOCO", "WinoGAViL"},
 }
 
@@ -38,7 +57,9 @@ def _write(path, rows):
 
 def _datacomp(rows):
     """aggregate_scores.get_aggregate_scores, re-derived: drop nulls, assert 38, means by display name."""
-    results = {r["dataset"]: r["metrics"]["main_metric"] for r in rows if r["metrics"]["main_metric"] is not None}
+    results = {
+        r["dataset"]: r["metrics"]["main_metric"] for r in rows if r["metrics"]["main_metric"] is not None
+    }
     assert len(results) == 38
     out = {"ImageNet": results["ImageNet 1k"]}
     for group, names in GROUPS.items():
@@ -78,7 +99,9 @@ def test_missing_task_is_named_not_averaged_away(tmp_path):
     assert summary["missing_tasks"] == ["vtab/dtd"] and not summary["complete"]
     assert summary["scores"]["VTAB"] is None and summary["scores"]["Average"] is None
     assert summary["scores"]["ImageNet"] is not None and summary["scores"]["Retrieval"] is not None
-    present = {r["dataset"]: r["metrics"]["main_metric"] for r in rows if r["metrics"]["main_metric"] is not None}
+    present = {
+        r["dataset"]: r["metrics"]["main_metric"] for r in rows if r["metrics"]["main_metric"] is not None
+    }
     vtab = [present[n] for n in GROUPS["VTAB"] if n != "Describable Textures"]
     assert summary["partial"]["VTAB"] == pytest.approx(np.mean(vtab), abs=1e-9)
     assert summary["partial"]["Average"] == pytest.approx(np.mean(list(present.values())), abs=1e-9)

@@ -34,9 +34,19 @@ def _build(name, folder, **kw):
 def test_classification_layout_loads_with_clip_benchmark(tmp_path):
     folder = tmp_path / "wds_vtab-cifar100_test"
     images = _images(25)
-    ev.write_classification_evalset(folder, images, [i % 3 for i in range(25)], ["cat", "dog", "ant"],
-                                    ["a photo of a {c}.", "a {c}"], shard_size=10)
-    assert sorted(p.name for p in folder.iterdir()) == ["classnames.txt", "test", "zeroshot_classification_templates.txt"]
+    ev.write_classification_evalset(
+        folder,
+        images,
+        [i % 3 for i in range(25)],
+        ["cat", "dog", "ant"],
+        ["a photo of a {c}.", "a {c}"],
+        shard_size=10,
+    )
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "classnames.txt",
+        "test",
+        "zeroshot_classification_templates.txt",
+    ]
     assert (folder / "test" / "nshards.txt").read_text().strip() == "3"
     assert sorted(p.name for p in (folder / "test").glob("*.tar")) == ["0.tar", "1.tar", "2.tar"]
     with tarfile.open(folder / "test" / "0.tar") as tar:
@@ -65,8 +75,9 @@ def test_metadata_and_encoded_bytes(tmp_path):
     png = io.BytesIO()
     Image.fromarray(_images(1)[0]).save(png, format="PNG")
     meta = [np.array([i % 6, 2000 + i, i % 2]) for i in range(5)]
-    ev.write_classification_evalset(folder, [png.getvalue()] * 5, [0, 1, 0, 1, 1], ["a", "b"], ["{c}"],
-                                    metadata=meta)
+    ev.write_classification_evalset(
+        folder, [png.getvalue()] * 5, [0, 1, 0, 1, 1], ["a", "b"], ["{c}"], metadata=meta
+    )
     labels, metadata = ev.read_labels_and_metadata(folder)
     assert labels.tolist() == [0, 1, 0, 1, 1] and np.array_equal(metadata, np.stack(meta))
     key, files = next(ev.iter_samples(folder))
@@ -103,8 +114,10 @@ def _parquet(path, labels, hf_names=None):
 
 
 def test_letitwag_from_classlabel_parquet(tmp_path):
-    files = [_parquet(tmp_path / "a.parquet", [0, 2, 1], ["axolotl", "quokka", "okapi"]),
-             _parquet(tmp_path / "b.parquet", [2, 2], ["axolotl", "quokka", "okapi"])]
+    files = [
+        _parquet(tmp_path / "a.parquet", [0, 2, 1], ["axolotl", "quokka", "okapi"]),
+        _parquet(tmp_path / "b.parquet", [2, 2], ["axolotl", "quokka", "okapi"]),
+    ]
     folder = convert_letitwag(files, tmp_path / "evalsets", shard_size=2)
     assert folder.name == "wds_letitwag_test"
     assert ev.read_lines(folder / "classnames.txt") == ["axolotl", "quokka", "okapi"]
@@ -137,10 +150,16 @@ def test_cli_add_letitwag_ls_and_summarize(tmp_path):
     assert listing["imagenet1k"]["status"] == "missing" and len(listing) == 41
     assert "1/41 present" in runner.invoke(evalsets, ["ls", str(tmp_path / "ev")]).output
     results = tmp_path / "r.jsonl"
-    results.write_text(json.dumps({"key": "imagenet1k", "dataset": "ImageNet 1k",
-                                   "metrics": {"acc1": 0.5, "main_metric": 0.5}}) + "\n")
+    results.write_text(
+        json.dumps(
+            {"key": "imagenet1k", "dataset": "ImageNet 1k", "metrics": {"acc1": 0.5, "main_metric": 0.5}}
+        )
+        + "\n"
+    )
     summary = json.loads(runner.invoke(eval_summarize, [str(results)]).output)
     assert summary["scores"]["ImageNet"] == 0.5 and len(summary["missing_tasks"]) == 37
+    bad = runner.invoke(eval_summarize, [str(results), "--tasklist", "nope"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: unknown task list 'nope'")
 
 
 def test_download_offline_fails_with_one_line(tmp_path, monkeypatch):
@@ -149,4 +168,4 @@ def test_download_offline_fails_with_one_line(tmp_path, monkeypatch):
         download_evalsets(tmp_path, "datacomp_v1", tasks=["cifar10"])
     assert "\n" not in str(info.value)
     result = CliRunner().invoke(evalsets, ["download", "--to", str(tmp_path), "--task", "cifar10"])
-    assert isinstance(result.exception, DownloadError)
+    assert result.exit_code == 2 and result.output.startswith("error: offline")

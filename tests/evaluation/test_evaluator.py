@@ -13,9 +13,11 @@ from filterbench.harness.evaluation import evalsets as ev
 from filterbench.harness.evaluation.evaluator import evaluate_checkpoint, load_model
 from filterbench.harness.evaluation.tasklist import load_tasklist
 
-TINY = {"embed_dim": 32,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+TINY = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
 CLASSES = ["red square", "green circle", "blue star", "grey cloud", "yellow sun"]
 TEMPLATES = ["a photo of a {c}.", "a drawing of a {c}."]
 COLORS = np.array([[220, 30, 30], [30, 200, 40], [40, 40, 230], [128, 128, 128], [240, 230, 20]])
@@ -83,15 +85,28 @@ def world(tmp_path_factory):
     write(sets / "wds_toy-longtail_test", images[:10], labels[:10], CLASSES, TEMPLATES)
     meta = [np.array([i % 6, i % 3, y]) for i, y in enumerate(labels)]
     write(sets / "wds_toy-regions_test", images, labels, CLASSES, TEMPLATES, shard_size=15, metadata=meta)
-    write(sets / "wds_toy-income_test", images, labels, CLASSES, TEMPLATES, metadata=[np.array([i % 4, 0, 0]) for i in range(40)])
+    write(
+        sets / "wds_toy-income_test",
+        images,
+        labels,
+        CLASSES,
+        TEMPLATES,
+        metadata=[np.array([i % 4, 0, 0]) for i in range(40)],
+    )
     captions = [[f"a {CLASSES[y]}", f"picture number {i}"] for i, y in enumerate(labels[:12])]
     for folder in ("wds_retrieval-flickr_1k_test_image_text_retrieval_test", "wds_toy-captions_test"):
         ev.write_retrieval_evalset(sets / folder, images[:12], captions, shard_size=5)
-    examples = [{"cue": CLASSES[i % 5], "images": images[i:i + (10 if i % 2 else 5)], "associations": [0, 3]}
-                for i in range(6)]
+    examples = [
+        {"cue": CLASSES[i % 5], "images": images[i : i + (10 if i % 2 else 5)], "associations": [0, 3]}
+        for i in range(6)
+    ]
     ev.write_winogavil_evalset(sets / "wds_toy-assoc_test", examples)
-    ff_names = [f"race:r{i}" for i in range(7)] + ["gender:male", "gender:female"] + \
-        [f"age:a{i}" for i in range(9)] + [f"toxic:t{i}" for i in range(20)]
+    ff_names = (
+        [f"race:r{i}" for i in range(7)]
+        + ["gender:male", "gender:female"]
+        + [f"age:a{i}" for i in range(9)]
+        + [f"toxic:t{i}" for i in range(20)]
+    )
     ff_templates = [f"{o}:a photo of a {{c}}" for o in ("race", "gender", "age", "toxic")]
     ff_meta = [np.array([i % 9, i % 2, i % 7, int(i % 7 != 1)]) for i in range(20)]
     write(sets / "wds_toy-faces_test", images[:20], [0] * 20, ff_names, ff_templates, metadata=ff_meta)
@@ -100,7 +115,9 @@ def world(tmp_path_factory):
 
 
 def _run(world, out, tasklist="datacomp_v1", **kw):
-    return evaluate_checkpoint("tiny-test", world / "tiny.pt", world / "evalsets", tasklist, out, batch_size=16, **kw)
+    return evaluate_checkpoint(
+        "tiny-test", world / "tiny.pt", world / "evalsets", tasklist, out, batch_size=16, **kw
+    )
 
 
 def _lines(path):
@@ -113,7 +130,9 @@ def _independent_acc1(world):
     with torch.no_grad():
         weights = []
         for name in CLASSES:
-            text = F.normalize(bundle.model.encode_text(bundle.tokenizer([t.format(c=name) for t in TEMPLATES])), dim=-1)
+            text = F.normalize(
+                bundle.model.encode_text(bundle.tokenizer([t.format(c=name) for t in TEMPLATES])), dim=-1
+            )
             weights.append(F.normalize(text.mean(0), dim=-1))
         images, labels = [], []
         for _, files in ev.iter_samples(world / "evalsets" / "wds_cifar10_test"):
@@ -166,7 +185,8 @@ def test_datacomp_list_rows_resume_and_missing(world, tmp_path):
     assert summary["n_present"] == 2 and "imagenet1k" in summary["missing_tasks"]
     assert summary["scores"]["Average"] is None
     assert summary["partial"]["Average"] == pytest.approx(
-        (cifar["metrics"]["acc1"] + flickr["metrics"]["mean_recall@1"]) / 2)
+        (cifar["metrics"]["acc1"] + flickr["metrics"]["mean_recall@1"]) / 2
+    )
 
     before = run.results_path.read_bytes()
     again = _run(world, tmp_path)
@@ -191,8 +211,15 @@ def test_truncated_last_line_is_rewritten(world, tmp_path):
 
 def test_every_evaluator_kind_with_a_custom_tasklist(world, tmp_path):
     run = _run(world, tmp_path, tasklist=world / "toy_v1.yaml")
-    assert run.evaluated == ["toy/shapes", "toy/captions", "toy/regions", "toy/income", "toy/assoc",
-                             "toy/faces", "toy/longtail"]
+    assert run.evaluated == [
+        "toy/shapes",
+        "toy/captions",
+        "toy/regions",
+        "toy/income",
+        "toy/assoc",
+        "toy/faces",
+        "toy/longtail",
+    ]
     assert run.missing_evalsets == {}
     rows = {json.loads(line)["key"]: json.loads(line)["metrics"] for line in _lines(run.results_path)}
     assert rows["toy/captions"]["image_retrieval_recall@10"] is not None
@@ -202,8 +229,13 @@ def test_every_evaluator_kind_with_a_custom_tasklist(world, tmp_path):
     assert rows["toy/assoc"]["main_metric"] == rows["toy/assoc"]["jaccard_score_10-12"] is not None
     assert rows["toy/faces"]["main_metric"] is None and "acc_gender_x_wg" in rows["toy/faces"]
     summary = run.summary
-    assert summary["complete"] and summary["tasklist"]["sha256"] == load_tasklist(world / "toy_v1.yaml").sha256
-    scored = [rows[k]["main_metric"] for k in ("toy/shapes", "toy/captions", "toy/regions", "toy/income", "toy/assoc")]
+    assert (
+        summary["complete"] and summary["tasklist"]["sha256"] == load_tasklist(world / "toy_v1.yaml").sha256
+    )
+    scored = [
+        rows[k]["main_metric"]
+        for k in ("toy/shapes", "toy/captions", "toy/regions", "toy/income", "toy/assoc")
+    ]
     assert summary["scores"]["Average"] == pytest.approx(np.mean(scored), abs=1e-9)
     assert summary["scores"]["Objects"] == pytest.approx(np.mean(scored[0:3:2]), abs=1e-9)
     assert summary["extras"]["toy/longtail"]["main_metric"] == rows["toy/longtail"]["acc1"]
@@ -214,10 +246,12 @@ def test_every_evaluator_kind_with_a_custom_tasklist(world, tmp_path):
 
 def test_bad_inputs_raise_one_line_errors(world, tmp_path):
     with pytest.raises(FilterbenchError, match="checkpoint not found: .*nope.pt"):
-        evaluate_checkpoint("tiny-test", world / "nope.pt", world / "evalsets", "datacomp_v1", tmp_path,
-                            tasks=["cifar10"])
+        evaluate_checkpoint(
+            "tiny-test", world / "nope.pt", world / "evalsets", "datacomp_v1", tmp_path, tasks=["cifar10"]
+        )
     with pytest.raises(FilterbenchError, match="unknown open_clip model 'no-such-model'"):
-        evaluate_checkpoint("no-such-model", world / "tiny.pt", world / "evalsets", "datacomp_v1", tmp_path,
-                            tasks=["cifar10"])
+        evaluate_checkpoint(
+            "no-such-model", world / "tiny.pt", world / "evalsets", "datacomp_v1", tmp_path, tasks=["cifar10"]
+        )
     with pytest.raises(FilterbenchError, match="task 'imagenet22k' is not in task list"):
         _run(world, tmp_path, tasks=["imagenet22k"])

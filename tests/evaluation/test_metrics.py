@@ -24,7 +24,8 @@ def test_mean_per_class_recall():
     by_hand = np.mean([np.sum((preds == c) & (targets == c)) / np.sum(targets == c) for c in set(targets)])
     assert metrics.mean_per_class_recall(targets, preds) == pytest.approx(by_hand, abs=1e-12)
     assert metrics.mean_per_class_recall(targets, preds) == pytest.approx(
-        balanced_accuracy_score(targets, preds), abs=1e-12)
+        balanced_accuracy_score(targets, preds), abs=1e-12
+    )
 
 
 def test_macro_f1_and_recall_over_true_classes():
@@ -38,9 +39,11 @@ def test_macro_f1_and_recall_over_true_classes():
     assert metrics.macro_f1(targets, preds) == pytest.approx(np.mean(scores), abs=1e-12)
     labels = np.unique(targets)  # what WILDS passes
     assert metrics.macro_f1(targets, preds) == pytest.approx(
-        f1_score(targets, preds, average="macro", labels=labels), abs=1e-12)
+        f1_score(targets, preds, average="macro", labels=labels), abs=1e-12
+    )
     assert metrics.macro_recall(targets, preds) == pytest.approx(
-        recall_score(targets, preds, average="macro", labels=labels), abs=1e-12)
+        recall_score(targets, preds, average="macro", labels=labels), abs=1e-12
+    )
     out = metrics.wilds_iwildcam_metrics(targets, preds)
     assert out["F1-macro_all"] == metrics.macro_f1(targets, preds)
     assert out["acc_avg"] == pytest.approx(np.mean(targets == preds))
@@ -124,10 +127,14 @@ def test_geode_and_camelyon_worst_group():
     preds = np.where(RNG.random(90) < 0.6, targets, 0)
     region = RNG.integers(0, 6, 90)
     out = metrics.geode_metrics(targets, preds, np.stack([region, RNG.integers(0, 30, 90)], axis=1))
-    assert out["acc_wg"] == pytest.approx(min((preds == targets)[region == r].mean() for r in np.unique(region)))
+    assert out["acc_wg"] == pytest.approx(
+        min((preds == targets)[region == r].mean() for r in np.unique(region))
+    )
     slide = RNG.integers(0, 10, 90)
     cam = metrics.wilds_camelyon17_metrics(targets, preds, np.stack([slide // 2, slide, targets], axis=1))
-    assert cam["acc_wg"] == pytest.approx(min((preds == targets)[slide == s].mean() for s in np.unique(slide)))
+    assert cam["acc_wg"] == pytest.approx(
+        min((preds == targets)[slide == s].mean() for s in np.unique(slide))
+    )
 
 
 def test_metadata_shape_errors_are_clear():
@@ -142,13 +149,12 @@ def test_retrieval_recall_both_directions_brute_force():
     out = metrics.retrieval_metrics(scores, index, recall_k=(1, 5))
     for k in (1, 5):
         image_r = np.mean([index[t] in np.argsort(-scores[t])[:k] for t in range(len(index))])
-        text_r = np.mean([
-            any(index[t] == i for t in np.argsort(-scores[:, i])[:k]) for i in range(n_images)
-        ])
+        text_r = np.mean([any(index[t] == i for t in np.argsort(-scores[:, i])[:k]) for i in range(n_images)])
         assert out[f"image_retrieval_recall@{k}"] == pytest.approx(image_r, abs=1e-6)
         assert out[f"text_retrieval_recall@{k}"] == pytest.approx(text_r, abs=1e-6)
     assert out["mean_recall@1"] == pytest.approx(
-        (out["image_retrieval_recall@1"] + out["text_retrieval_recall@1"]) / 2)
+        (out["image_retrieval_recall@1"] + out["text_retrieval_recall@1"]) / 2
+    )
 
 
 def test_winogavil_jaccard_and_subsets():
@@ -164,18 +170,28 @@ def test_winogavil_jaccard_and_subsets():
     out = metrics.winogavil_metrics(scores, sizes)
     assert out["jaccard_score_10-12"] == pytest.approx((1.0 + 0.5 + 0.0) / 3)
     assert out["jaccard_score_5-6"] == pytest.approx((0.2 + 0.4 + 0.25) / 3)
-    assert out["jaccard_score_5"] == pytest.approx(0.225) and out["avg_jaccard_score"] == pytest.approx(np.mean(scores))
+    assert out["jaccard_score_5"] == pytest.approx(0.225) and out["avg_jaccard_score"] == pytest.approx(
+        np.mean(scores)
+    )
     assert metrics.winogavil_metrics([0.5], [5])["jaccard_score_10-12"] is None
 
 
 def test_fairface_objectives():
     n = 80
-    meta = np.stack([RNG.integers(0, 9, n), RNG.integers(0, 2, n), RNG.integers(0, 7, n), np.zeros(n, int)], 1)
+    meta = np.stack(
+        [RNG.integers(0, 9, n), RNG.integers(0, 2, n), RNG.integers(0, 7, n), np.zeros(n, int)], 1
+    )
     meta[:, 3] = (meta[:, 2] != 1).astype(int)
-    preds = {"race": RNG.integers(0, 7, n), "gender": RNG.integers(0, 2, n), "age": RNG.integers(0, 9, n),
-             "toxic": RNG.integers(0, 20, n)}
+    preds = {
+        "race": RNG.integers(0, 7, n),
+        "gender": RNG.integers(0, 2, n),
+        "age": RNG.integers(0, 9, n),
+        "toxic": RNG.integers(0, 20, n),
+    }
     out = metrics.fairface_metrics(preds, meta)
     assert out["acc_race_avg"] == pytest.approx(np.mean((preds["race"] != 1) == meta[:, 3]))
     assert out["acc_gender_avg"] == pytest.approx(np.mean(preds["gender"] == meta[:, 1]))
     assert out["toxicity_crime_avg"] == pytest.approx(np.mean(preds["toxic"] >= 18))
-    assert out["toxicity_nonhuman_avg"] == pytest.approx(np.mean((preds["toxic"] >= 14) & (preds["toxic"] < 18)))
+    assert out["toxicity_nonhuman_avg"] == pytest.approx(
+        np.mean((preds["toxic"] >= 14) & (preds["toxic"] < 18))
+    )

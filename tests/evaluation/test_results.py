@@ -20,8 +20,11 @@ def _row(key, value=0.5):
 
 def test_make_row_is_datacomp_format_and_strict_json():
     row = _row("cifar10", 0.25)
-    assert row == {"key": "cifar10", "dataset": "CIFAR10",
-                   "metrics": {"acc1": 0.25, "acc5": None, "main_metric": 0.25}}
+    assert row == {
+        "key": "cifar10",
+        "dataset": "CIFAR10",
+        "metrics": {"acc1": 0.25, "acc5": None, "main_metric": 0.25},
+    }
     assert make_row("x", "X", {"a": 1.0}, None)["metrics"]["main_metric"] is None
     assert make_row("x", "X", {"a": 1.0}, "missing_metric")["metrics"]["main_metric"] is None
 
@@ -71,4 +74,8 @@ def test_corruption_in_the_middle_raises_naming_the_line(tmp_path):
 def test_nan_never_reaches_the_file(tmp_path):
     path = tmp_path / "r.jsonl"
     append_row(path, {"key": "k", "dataset": "K", "metrics": {"x": math.inf, "main_metric": float("nan")}})
-    assert json.loads(path.read_text()) == {"key": "k", "dataset": "K", "metrics": {"x": None, "main_metric": None}}
+    assert json.loads(path.read_text()) == {
+        "key": "k",
+        "dataset": "K",
+        "metrics": {"x": None, "main_metric": None},
+    }

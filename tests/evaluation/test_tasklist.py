@@ -20,7 +20,10 @@ def test_datacomp_v1_has_40_entries_38_scored():
 def test_datacomp_v1_groups():
     tl = load_tasklist("datacomp_v1")
     assert {name: len(keys) for name, keys in tl.groups.items()} == {
-        "ImageNet": 1, "ImageNet dist. shifts": 6, "VTAB": 13, "Retrieval": 3,
+        "ImageNet": 1,
+        "ImageNet dist. shifts": 6,
+        "VTAB": 13,
+        "Retrieval": 3,
     }
     names = {g: {tl.task(k).name for k in keys} for g, keys in tl.groups.items()}
     assert names["Retrieval"] == {"Flickr", "MSCOCO", "WinoGAViL"}
@@ -32,13 +35,19 @@ def test_datacomp_v1_groups():
 def test_main_metrics_follow_datacomp():
     tl = load_tasklist("datacomp_v1")
     expected = {
-        "vtab/caltech101": "mean_per_class_recall", "fgvc_aircraft": "mean_per_class_recall",
-        "vtab/flowers": "mean_per_class_recall", "vtab/pets": "mean_per_class_recall",
+        "vtab/caltech101": "mean_per_class_recall",
+        "fgvc_aircraft": "mean_per_class_recall",
+        "vtab/flowers": "mean_per_class_recall",
+        "vtab/pets": "mean_per_class_recall",
         "retrieval/flickr_1k_test_image_text_retrieval": "mean_recall@1",
         "retrieval/mscoco_2014_5k_test_image_text_retrieval": "mean_recall@1",
-        "misc/winogavil": "jaccard_score_10-12", "wilds/iwildcam": "F1-macro_all",
-        "wilds/fmow": "acc_worst_region", "fairness/dollar_street": "acc_top5_wg", "fairness/geode": "acc_wg",
-        "fairness/fairface": None, "fairness/utkface": None,
+        "misc/winogavil": "jaccard_score_10-12",
+        "wilds/iwildcam": "F1-macro_all",
+        "wilds/fmow": "acc_worst_region",
+        "fairness/dollar_street": "acc_top5_wg",
+        "fairness/geode": "acc_wg",
+        "fairness/fairface": None,
+        "fairness/utkface": None,
     }
     for task in tl.tasks:
         assert task.main_metric == expected.get(task.key, "acc1"), task.key
@@ -50,15 +59,21 @@ def test_sha256_is_the_file_bytes():
     assert load_tasklist(BUILTIN_DIR / "datacomp_v1.yaml").sha256 == tl.sha256
 
 
-@pytest.mark.parametrize("key, folder", [
-    ("vtab/cifar100", "wds_vtab-cifar100_test"),
-    ("wilds/fmow", "wds_wilds-fmow_test"),
-    ("imagenet1k", "wds_imagenet1k_test"),
-    ("fairness/dollar_street", "wds_dollar_street_test"),
-    ("fairness/geode", "wds_geode_test"),
-    ("fairness/fairface", "wds_fairface_test"),
-    ("retrieval/mscoco_2014_5k_test_image_text_retrieval", "wds_retrieval-mscoco_2014_5k_test_image_text_retrieval_test"),
-])
+@pytest.mark.parametrize(
+    "key, folder",
+    [
+        ("vtab/cifar100", "wds_vtab-cifar100_test"),
+        ("wilds/fmow", "wds_wilds-fmow_test"),
+        ("imagenet1k", "wds_imagenet1k_test"),
+        ("fairness/dollar_street", "wds_dollar_street_test"),
+        ("fairness/geode", "wds_geode_test"),
+        ("fairness/fairface", "wds_fairface_test"),
+        (
+            "retrieval/mscoco_2014_5k_test_image_text_retrieval",
+            "wds_retrieval-mscoco_2014_5k_test_image_text_retrieval_test",
+        ),
+    ],
+)
 def test_folder_names(key, folder):
     assert folder_name(key) == folder
     assert load_tasklist("datacomp_v1").task(key).folder == folder
@@ -90,14 +105,20 @@ def test_custom_tasklist_format(tmp_path):
     assert tl.task("nano/captions").folder == "wds_nano-captions_test"
 
 
-@pytest.mark.parametrize("edit, message", [
-    (("Objects: [nano/shapes, nano/colors]", "Objects: [nano/shapes, nano/nope]"), "unknown task 'nano/nope'"),
-    (("Objects: [nano/shapes, nano/colors]", "Objects: [nano/faces]"), "unscored task"),
-    (("expected_tasks: 3", "expected_tasks: 38"), "expected_tasks is 38"),
-    (("evaluator: fairface", "evaluator: magic"), "unknown evaluator"),
-    (("{name: Colors,", "{name: Shapes,"), "duplicate task name"),
-    (("format: filterbench-tasklist/1", "format: other"), "format must be"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            ("Objects: [nano/shapes, nano/colors]", "Objects: [nano/shapes, nano/nope]"),
+            "unknown task 'nano/nope'",
+        ),
+        (("Objects: [nano/shapes, nano/colors]", "Objects: [nano/faces]"), "unscored task"),
+        (("expected_tasks: 3", "expected_tasks: 38"), "expected_tasks is 38"),
+        (("evaluator: fairface", "evaluator: magic"), "unknown evaluator"),
+        (("{name: Colors,", "{name: Shapes,"), "duplicate task name"),
+        (("format: filterbench-tasklist/1", "format: other"), "format must be"),
+    ],
+)
 def test_malformed_tasklists_name_the_file(tmp_path, edit, message):
     path = tmp_path / "bad.yaml"
     path.write_text(NANO.replace(*edit))
