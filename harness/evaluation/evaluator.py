@@ -78,6 +78,7 @@ def load_model(
         raise EvaluationError(
             f"unknown open_clip model {model_name!r} (register it with open_clip.add_model_config)"
         )
+    device = _autocast_friendly(device)
     torch.manual_seed(0)  # DataComp seeds before creating the model; random init must be reproducible
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -87,6 +88,15 @@ def load_model(
         raise EvaluationError(f"cannot load {model_name} from {checkpoint_path}: {_first_line(exc)}") from exc
     model.eval()
     return ModelBundle(model, preprocess, open_clip.get_tokenizer(model_name), device, batch_size)
+
+
+def _autocast_friendly(device: str) -> str:
+    """``cuda:N`` -> select GPU N and return ``cuda``: clip_benchmark passes the device string to
+    ``torch.autocast``, which accepts a device type only."""
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(int(device.split(":", 1)[1]))
+        return "cuda"
+    return device
 
 
 def _first_line(exc: BaseException) -> str:

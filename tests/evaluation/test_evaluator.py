@@ -253,5 +253,11 @@ def test_bad_inputs_raise_one_line_errors(world, tmp_path):
         evaluate_checkpoint(
             "no-such-model", world / "tiny.pt", world / "evalsets", "datacomp_v1", tmp_path, tasks=["cifar10"]
         )
+    torch.save({"state_dict": {"visual.wrong": torch.zeros(1)}}, tmp_path / "wrong.pt")
+    with pytest.raises(FilterbenchError, match="cannot load tiny-test from .*wrong.pt: RuntimeError") as info:
+        evaluate_checkpoint(
+            "tiny-test", tmp_path / "wrong.pt", world / "evalsets", "datacomp_v1", tmp_path, tasks=["cifar10"]
+        )
+    assert "\n" not in str(info.value)
     with pytest.raises(FilterbenchError, match="task 'imagenet22k' is not in task list"):
         _run(world, tmp_path, tasks=["imagenet22k"])
