@@ -1,0 +1,281 @@
+"""From records to board entries: seeds aggregated per recipe and scale, with CIs, compute and published numbers.
+
+One *entry* is every record sharing (scale, official, recipe name, recipe version, task list, aggregation
+version); its numbers are means over its seeds.  The 95% confidence interval is the t-distribution half-width
+``t(0.975, n-1) * s / sqrt(n)`` with the sample standard deviation ``s``; one seed has no interval.  A mean is
+only reported when every seed has the value: averaging the seeds that happen to have it would hide a failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from filterbench.harness.errors import FilterbenchError
+from filterbench.leaderboard.schema import Record
+
+#: the oracle's noise type for correct pairs; every other type counts as noise
+CLEAN = "clean"
+#: header of baselines/reference.csv (published numbers, filled in from the papers)
+REFERENCE_COLUMNS = ("recipe", "scale", "imagenet", "imagenet_dist_shifts", "vtab", "retrieval", "average", "source")
+
+
+class LeaderboardError(FilterbenchError):
+    """The board cannot be built (bad reference file) or the committed board is stale."""
+
+
+# -- statistics ------------------------------------------------------------------------------------------------
+
+def _t_mass(t: float, dof: int) -> float:
+    """P(|T| < t) for Student's t with an integer ``dof``, by the finite series of Abramowitz & Stegun 26.7.3-4."""
+    theta = math.atan(t / math.sqrt(dof))
+    cos2 = math.cos(theta) ** 2
+    if dof % 2 == 0:
+        term, total = 1.0, 1.0
+        for k in range(dof // 2 - 1):
+            term *= (2 * k + 1) / (2 * k + 2) * cos2
+            total += term
+        return math.sin(theta) * total
+    term, series = math.cos(theta), 0.0
+    for k in range(1, (dof - 1) // 2 + 1):
+        series += term
+        term *= (2 * k) / (2 * k + 1) * cos2
+    return 2 / math.pi * (theta + math.sin(theta) * series)
+
+
+def t_quantile_975(dof: int) -> float:
+    """The 97.5% quantile of Student's t (the two-sided 95% critical value), to double precision."""
+    if dof < 1:
+        raise ValueError("dof must be >= 1")
+    lo, hi = 0.0, 1000.0  # dof=1 needs 12.71; the mass at 1000 exceeds 0.95 for every dof
+    for _ in range(200):  # bisection: exact and needs no table or scipy
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_mass(mid, dof) < 0.95 else (lo, mid)
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean over ``n`` seeds, sample std and 95% CI half-width (None where undefined or incomplete)."""
+
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    ci95: float | None = None
+
+
+def summarize(values: list[float | None]) -> Stat:
+    """:class:`Stat` of per-seed values; any missing value makes the whole statistic missing."""
+    n = len(values)
+    if n == 0 or any(v is None for v in values):
+        return Stat(n)
+    mean = math.fsum(values) / n
+    if n == 1:
+        return Stat(n, mean)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return Stat(n, mean, std, t_quantile_975(n - 1) * std / math.sqrt(n))
+
+
+# -- published numbers -----------------------------------------------------------------------------------------
+
+def group_slug(group: str) -> str:
+    """``ImageNet dist. shifts`` -> ``imagenet_dist_shifts``: how reference.csv names a group's column."""
+    return re.sub(r"[^a-z0-9]+", "_", group.lower()).strip("_")
+
+
+def load_reference(path: str | Path | None) -> dict[tuple[str, str], dict[str, object]]:
+    """Published numbers by (recipe, scale): ``{slug: float, "source": str}``; a missing file means none."""
+    if path is None or not Path(path).is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != REFERENCE_COLUMNS:
+            raise LeaderboardError(f"{path}: header must be {','.join(REFERENCE_COLUMNS)}, got {reader.fieldnames}")
+        table: dict[tuple[str, str], dict[str, object]] = {}
+        for line, row in enumerate(reader, start=2):
+            key = (row["recipe"], row["scale"])
+            if key in table:
+                raise LeaderboardError(f"{path}:{line}: second row for recipe {key[0]!r} at scale {key[1]!r}")
+            table[key] = {"source": row["source"], **{c: _reference_value(path, line, c, row[c])
+                                                      for c in REFERENCE_COLUMNS[2:-1]}}
+    return table
+
+
+def _reference_value(path: str | Path, line: int, column: str, text: str | None) -> float | None:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise LeaderboardError(f"{path}:{line}: {column} {text!r} is not a number") from None
+
+
+# -- entries ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One board row: a recipe at a scale, aggregated over its seeds."""
+
+    scale: str
+    official: bool
+    recipe: str
+    recipe_version: int
+    tasklist: str
+    tasklist_sha256: str
+    aggregation_version: int
+    seeds: tuple[int, ...]
+    group_order: tuple[str, ...]
+    average_group: str
+    groups: dict[str, Stat]
+    compute: dict[str, Stat]  # score_cpu_s, score_gpu_s, train_wall_s
+    selection: dict[str, object]  # mode, pool_size, unique_uids (mean), total (mean), max_count (max)
+    missing_tasks: tuple[str, ...]
+    overrides: tuple[str, ...]
+    oracle: dict[str, tuple[Stat, Stat]] | None  # noise type (and "any noise") -> (precision, recall)
+    clean_share: Stat | None  # share of clean pairs among the kept uids
+    published: dict[str, float] = field(default_factory=dict)
+    published_source: str | None = None
+
+    @property
+    def primary_group(self) -> str | None:
+        """The first non-average group (ImageNet for DataComp): the board's second sort key."""
+        return next((g for g in self.group_order if g != self.average_group), None)
+
+    def mean(self, group: str | None) -> float | None:
+        stat = self.groups.get(group) if group else None
+        return stat.mean if stat else None
+
+    def sort_key(self) -> tuple:
+        """Average descending, then the primary group descending, then recipe name; missing values last."""
+        avg, primary = self.mean(self.average_group), self.mean(self.primary_group)
+        return (avg is None, -(avg or 0.0), primary is None, -(primary or 0.0), self.recipe, self.recipe_version,
+                self.tasklist_sha256, self.aggregation_version)
+
+
+def _ordered_union(lists: Iterable[Iterable[str]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for items in lists:
+        seen.update((item, None) for item in items if item not in seen)
+    return list(seen)
+
+
+def _scoring(record: Record, attr: str) -> float | None:
+    """Seconds spent scoring (every stage named ``score`` or ``score:<scorer>``); no scorer costs 0."""
+    stages = [c for stage, c in record.compute.items() if stage.split(":")[0] == "score"]
+    values = [getattr(c, attr) for c in stages]
+    return None if any(v is None for v in values) else math.fsum(values)
+
+
+def _oracle_rates(record: Record) -> dict[str, tuple[float | None, float | None]] | None:
+    """Per noise type (precision, recall) of "removed" as a noise detector, plus "any noise" and "clean share"."""
+    if record.oracle is None:
+        return None
+    removed = {t: c.total - c.kept for t, c in record.oracle.items()}
+    removed_all = sum(removed.values())
+    kept_all = sum(c.kept for c in record.oracle.values())
+    noise = [t for t in sorted(record.oracle) if t != CLEAN]
+    rates = {t: (_ratio(removed[t], removed_all), _ratio(removed[t], record.oracle[t].total)) for t in noise}
+    noise_removed = sum(removed[t] for t in noise)
+    rates["any noise"] = (_ratio(noise_removed, removed_all), _ratio(noise_removed, sum(record.oracle[t].total
+                                                                                         for t in noise)))
+    clean_kept = record.oracle[CLEAN].kept if CLEAN in record.oracle else None
+    rates["clean share"] = (_ratio(clean_kept, kept_all) if clean_kept is not None else None, None)
+    return rates
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _entry_oracle(records: list[Record]) -> tuple[dict[str, tuple[Stat, Stat]] | None, Stat | None]:
+    per_seed = [_oracle_rates(r) for r in records]
+    if all(r is None for r in per_seed):
+        return None, None
+    names = _ordered_union(sorted(r) for r in per_seed if r is not None)
+    stats = {name: tuple(summarize([r.get(name, (None, None))[i] if r else None for r in per_seed])
+                         for i in (0, 1)) for name in names}
+    clean = stats.pop("clean share", (Stat(len(records)),))[0]
+    ordered = {n: stats[n] for n in names if n in stats and n != "any noise"}
+    if "any noise" in stats:
+        ordered["any noise"] = stats["any noise"]
+    return ordered, clean
+
+
+def _make_entry(records: list[Record], reference: dict) -> Entry:
+    first = records[0]
+    order = tuple(_ordered_union(r.group_order for r in records))
+    oracle, clean = _entry_oracle(records)
+    entry = Entry(
+        scale=first.scale, official=first.official, recipe=first.recipe.name, recipe_version=first.recipe.version,
+        tasklist=first.tasklist.name, tasklist_sha256=first.tasklist.sha256,
+        aggregation_version=first.aggregation_version, seeds=tuple(r.seed for r in records), group_order=order,
+        average_group=first.average_group,
+        groups={g: summarize([r.groups.get(g) for r in records]) for g in order},
+        compute={"score_cpu_s": summarize([_scoring(r, "cpu_s") for r in records]),
+                 "score_gpu_s": summarize([_scoring(r, "gpu_s") for r in records]),
+                 "train_wall_s": summarize([r.compute["train"].wall_s if "train" in r.compute else None
+                                            for r in records])},
+        selection={"mode": "/".join(sorted({r.selection.mode for r in records})),
+                   "pool_size": max(r.selection.pool_size for r in records),
+                   "unique_uids": summarize([float(r.selection.unique_uids) for r in records]).mean,
+                   "total": summarize([float(r.selection.total) for r in records]).mean,
+                   "max_count": max(r.selection.max_count for r in records)},
+        missing_tasks=tuple(sorted({t for r in records for t in r.missing_tasks})),
+        overrides=tuple(sorted({k for r in records for k in r.overrides})),
+        oracle=oracle, clean_share=clean)
+    published = reference.get((entry.recipe, entry.scale)) if entry.official else None
+    if published:
+        entry.published = {g: published[group_slug(g)] for g in order
+                           if published.get(group_slug(g)) is not None}
+        entry.published_source = str(published["source"])
+    return entry
+
+
+@dataclass
+class Section:
+    """The entries of one scale, official or not, in board order, with the columns they need."""
+
+    scale: str
+    official: bool
+    entries: list[Entry]
+
+    @property
+    def groups(self) -> list[str]:
+        return _ordered_union(e.group_order for e in self.entries)
+
+    @property
+    def published_groups(self) -> list[str]:
+        return [g for g in self.groups if any(g in e.published for e in self.entries)]
+
+    @property
+    def noise_types(self) -> list[str]:
+        return _ordered_union(e.oracle for e in self.entries if e.oracle)
+
+
+def _scale_rank(scale: str) -> tuple:
+    from filterbench.harness.scales import SCALES
+
+    names = list(SCALES)
+    return (names.index(scale), "") if scale in names else (len(names), scale)
+
+
+def board_sections(records: list[Record], reference: dict | None = None) -> list[Section]:
+    """Sections in board order: scales as in the scale table (unknown ones after, by name), official first."""
+    buckets: dict[tuple, list[Record]] = {}
+    for record in sorted(records, key=lambda r: (r.scale, r.recipe.name, r.recipe.version, r.seed, r.keys.eval)):
+        key = (record.scale, record.official, record.recipe.name, record.recipe.version, record.tasklist.sha256,
+               record.aggregation_version)
+        buckets.setdefault(key, []).append(record)
+    entries = [_make_entry(group, reference or {}) for group in buckets.values()]
+    sections = []
+    for scale in sorted({e.scale for e in entries}, key=_scale_rank):
+        for official in (True, False):
+            chosen = sorted((e for e in entries if e.scale == scale and e.official == official),
+                            key=Entry.sort_key)
+            if chosen:
+                sections.append(Section(scale, official, chosen))
+    return sections
