@@ -30,6 +30,10 @@ def test_every_source_package_is_listed_and_namespaced(wheel):
             continue
         assert f"filterbench/{rel.as_posix()}" in names, f"{rel} is missing from pyproject's package list"
     assert "filterbench/baselines/clip_score_l14_top30.yaml" in names
+    data_files = [p.relative_to(ROOT).as_posix() for pattern in ("harness/**/*.yaml", "harness/**/*.json")
+                  for p in ROOT.glob(pattern)]
+    for rel in data_files:  # task lists, model configs: package data in sub-folders is easy to lose
+        assert f"filterbench/{rel}" in names, f"{rel} is missing from the wheel"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert re.search(r"^filterbench = filterbench\.harness\.cli:main$", text, re.M)
