@@ -85,7 +85,7 @@ def _list_scales() -> None:
 
 def _list_tasks() -> None:
     try:
-        from filterbench.harness.evaluation.tasks import load_tasklist
+        from filterbench.harness.evaluation.tasklist import load_tasklist
     except ImportError:
         raise click.ClickException("the evaluation module is not installed") from None
     tasklist = load_tasklist("datacomp_v1")

@@ -74,6 +74,8 @@ def test_show_ls_validate_and_help(tiny_pool, run):
     assert "top_fraction" in run("ls", "samplers", "--params").output
     assert "xlarge" in run("ls", "scales").output and "nano-xs" in run("ls", "scales").output
     assert "clip_score_l14_top30" in run("ls", "recipes").output
+    tasks = run("ls", "tasks").output.strip().splitlines()
+    assert len(tasks) == 40 and tasks[0].split() == ["vtab/caltech101", "mean_per_class_recall"]
     valid = run("validate", "clip_score_l14_top30")
     assert valid.exit_code == 0 and '"mode": "subset"' in valid.output
     typo = run("validate", "clip_score_l14_top3")
