@@ -4,6 +4,16 @@ DataComp's scales (``mlfoundations/datacomp: scale_configs.py``): the pool size 
 budget is split into 5 checkpoint segments, and no training hyper-parameter may change ("You should not modify
 any hyper-parameters for training, including batch size").  The CPU scales ``nano-xs`` and ``nano`` train a tiny
 open_clip model on the embedded nano world.  Overriding any fixed knob makes a run *unofficial*.
+
+Training rows checked against ``mlfoundations/datacomp: scale_configs.py`` (datacomp.md §4.1): model, global batch,
+lr, warm-up steps, samples seen, beta2 (xlarge only; the others keep open_clip's 0.98), 5 checkpoints, 4
+dataloader workers, ``amp`` precision (``amp_bf16`` at xlarge, as DataComp's ``slurm_train.sh`` trains it).
+``workers`` is a fixed knob because open_clip rounds every epoch up to a multiple of the workers' batches, so it
+changes the step count (DataComp trap 10).  The nano rows' ``samples_seen`` is a multiple of
+``segments * batch_size`` so every mode feeds exactly ``samples_seen`` samples (no rounding, see
+``harness/training/plan.py``); their model is ``filterbench-nano-vit`` (``harness/training/model_configs``),
+the shape that learned the nano world's colour and shape attributes in ``nano-probe.md`` with lr 2e-3 and
+weight decay 0.1.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from filterbench.harness.hashing import content_key
 
 #: knobs that define the benchmark; changing any of them marks a run unofficial
 FIXED_KNOBS = ("model", "batch_size", "lr", "warmup", "samples_seen", "beta2", "segments", "precision",
-               "wd", "image_size")
+               "wd", "image_size", "workers")
 
 
 @dataclass(frozen=True)
@@ -83,9 +93,9 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("xlarge", "ViT-L-14", 90112, 1e-3, 10_000, 12_800_000_000, pool_size=12_800_000_000, beta2=0.95,
           precision="amp_bf16"),
     # CPU scales on the nano world (32 px images, a tiny ViT registered with open_clip)
-    Scale("nano-xs", "filterbench-nano-vit", 128, 2e-3, 20, 16_384, pool_size=8_192, precision="fp32",
+    Scale("nano-xs", "filterbench-nano-vit", 128, 2e-3, 20, 16_000, pool_size=8_192, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True),
-    Scale("nano", "filterbench-nano-vit", 256, 2e-3, 50, 131_072, pool_size=65_536, precision="fp32",
+    Scale("nano", "filterbench-nano-vit", 256, 2e-3, 50, 128_000, pool_size=65_536, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True),
 )}
 
