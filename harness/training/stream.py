@@ -1,0 +1,152 @@
+"""The planned loader of the multiset and schedule modes: segment ``e``'s shards, read once, in epoch ``e``.
+
+open_clip_train's own webdataset loader either resamples (DataComp's subset mode) or, without resampling,
+reshuffles and re-reads the whole shard list every epoch and rounds each worker's share up by repeating samples;
+neither feeds a multiset exactly.  This loader replaces only the data side: the launcher hands open_clip_train a
+``DataInfo`` whose dataloader yields, in epoch ``e``, the global batches of segment ``e`` in planned order:
+
+- global batch ``k`` is positions ``[k*G, (k+1)*G)`` of the segment's order; rank ``r`` takes
+  ``[k*G + r*b, k*G + (r+1)*b)`` with ``b = G / world_size`` (so the batch composition does not depend on the
+  number of processes);
+- dataloader worker ``j`` of ``J`` produces local batches ``k = j, j+J, ...``; torch's in-order multi-worker
+  iteration then returns them as ``0, 1, 2, ...``;
+- a sample is decoded exactly like open_clip's pipeline (PIL RGB, ``preprocess_train``, the model's tokenizer).
+
+Batches are ``(images, texts, uids)``; :class:`~filterbench.harness.training.feed.FeedMeter` strips the uids
+before open_clip's training step sees the batch (and records them when fed-uid counting is on).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tarfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from filterbench.harness.training.tarindex import IMAGE_EXTS, TEXT_EXT
+
+log = logging.getLogger("filterbench.train")
+
+
+class PlannedSegments(IterableDataset):
+    """Yield this rank's batches of the current epoch's segment (the epoch comes from open_clip's SharedEpoch).
+
+    Args:
+        data_dir: the folder holding ``layout.json`` and the ``segNNN/`` shard folders.
+        layout: the resharder's layout.
+        batches: global batches per segment.
+        global_batch, rank, world_size: the batch split over processes.
+        shared_epoch: open_clip_train's ``SharedEpoch`` (set by ``DataInfo.set_epoch`` before each epoch).
+        preprocess: open_clip's train transform; ``tokenizer``: the model's tokenizer.
+    """
+
+    def __init__(self, data_dir: Path, layout: dict, batches: int, global_batch: int, rank: int, world_size: int,
+                 shared_epoch: Any, preprocess: Callable, tokenizer: Callable):
+        super().__init__()
+        self.data_dir, self.layout, self.batches = Path(data_dir), layout, batches
+        self.global_batch, self.rank, self.local_batch = global_batch, rank, global_batch // world_size
+        self.shared_epoch, self.preprocess, self.tokenizer = shared_epoch, preprocess, tokenizer
+        self._fds: dict[Path, int] = {}
+        self._offsets: dict[Path, np.ndarray] = {}
+
+    def __iter__(self):
+        segment = self.layout["segments"][self.shared_epoch.get_value()]
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for k in range(worker, self.batches, workers):
+            start = k * self.global_batch + self.rank * self.local_batch
+            yield self._batch(self._read(segment, start, self.local_batch))
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    def _read(self, segment: dict, start: int, count: int) -> list[dict[str, bytes]]:
+        """Samples ``[start, start+count)`` of a segment, crossing shard boundaries as needed."""
+        samples: list[dict[str, bytes]] = []
+        base = 0
+        for shard in segment["shards"]:
+            lo, hi = max(start, base), min(start + count, base + shard["samples"])
+            if lo < hi:
+                samples += self._read_shard(self.data_dir / segment["dir"] / shard["name"], lo - base, hi - base)
+            base += shard["samples"]
+            if base >= start + count:
+                break
+        if len(samples) != count:
+            raise RuntimeError(f"planned loader: read {len(samples)} samples at {start} of {segment['dir']}, "
+                               f"expected {count} (damaged shards?)")
+        return samples
+
+    def _read_shard(self, path: Path, first: int, last: int) -> list[dict[str, bytes]]:
+        offsets = self._offsets.get(path)
+        if offsets is None:
+            offsets = self._offsets[path] = np.load(str(path)[: -len(".tar")] + ".idx.npy")
+            self._fds[path] = os.open(path, os.O_RDONLY)
+        lo, hi = int(offsets[first]), int(offsets[last])
+        raw = os.pread(self._fds[path], hi - lo, lo)
+        samples: list[dict[str, bytes]] = []
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for member in tar:
+                key, _, ext = member.name.partition(".")
+                if not samples or samples[-1]["__key__"] != key:
+                    samples.append({"__key__": key})
+                samples[-1][ext.lower()] = tar.extractfile(member).read()
+        return samples
+
+    # -- decoding ----------------------------------------------------------------------------------------------
+    def _batch(self, samples: list[dict[str, bytes]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        from PIL import Image
+
+        images, texts, uids = [], [], []
+        for sample in samples:
+            raw = next((sample[e] for e in IMAGE_EXTS if e in sample), None)
+            try:
+                image = Image.open(io.BytesIO(raw)).convert("RGB")
+            except Exception as exc:  # keep the batch full: repeat the previous image, and say so
+                if not images:
+                    raise RuntimeError(f"planned loader: undecodable image {sample['__key__']}: {exc}") from exc
+                log.warning("planned loader: undecodable image %s (%s); repeating the previous sample",
+                            sample["__key__"], exc)
+                images.append(images[-1])
+                texts.append(texts[-1])
+                uids.append(uids[-1])
+                continue
+            images.append(self.preprocess(image))
+            texts.append(sample.get(TEXT_EXT, b"").decode("utf-8", errors="replace"))
+            uids.append(_uid(sample))
+        return torch.stack(images), self.tokenizer(texts), uids
+
+    def __del__(self) -> None:
+        for fd in self._fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _uid(sample: dict[str, bytes]) -> str:
+    """The uid in the sample's own ``.json`` (the pool's record), falling back to the ``<uid>-<j>`` key."""
+    try:
+        return json.loads(sample["json"])["uid"]
+    except (KeyError, ValueError, TypeError):
+        return sample["__key__"].rsplit("-", 1)[0]
+
+
+def planned_data_info(args: Any, preprocess_train: Callable, tokenizer: Callable, data_dir: Path, layout: dict,
+                      batches: int, epoch: int = 0) -> Any:
+    """open_clip_train's ``DataInfo`` for the planned loader (same DataLoader settings as its webdataset path)."""
+    from open_clip_train.data import DataInfo, SharedEpoch
+
+    global_batch = args.batch_size * args.world_size
+    shared_epoch = SharedEpoch(epoch=epoch)
+    dataset = PlannedSegments(data_dir, layout, batches, global_batch, args.rank, args.world_size, shared_epoch,
+                              preprocess_train, tokenizer)
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=args.workers,
+                        persistent_workers=args.workers > 0)
+    loader.num_batches = batches
+    loader.num_samples = batches * global_batch
+    return DataInfo(dataloader=loader, shared_epoch=shared_epoch)
