@@ -1,0 +1,88 @@
+"""torchrun with 2 CPU processes (gloo), the generated SLURM script (run as a one-task job), and the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from filterbench.harness.stages.train import run_train
+from filterbench.harness.training.feed import fed_counts
+
+
+def state_shapes(path):
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return {k.removeprefix("module."): tuple(v.shape) for k, v in state.items()}
+
+
+def test_two_gloo_processes_give_the_same_result_shape(train_store, selections, pool_uids, tiny):
+    selection = selections["multiset"]
+    single = run_train(train_store, selection, "nano-xs", overrides=tiny, count_fed=True)
+    double = run_train(train_store, selection, "nano-xs", overrides=tiny, seed=2, nproc=2, launcher="torchrun",
+                       count_fed=True)
+    assert double.manifest["world_size"] == 2 and double.manifest["launcher"] == "torchrun"
+    assert "--batch-size" in double.manifest["argv"]
+    assert double.manifest["argv"][double.manifest["argv"].index("--batch-size") + 1] == "16"
+    assert sorted(p.name for p in (double.path / "fed").glob("rank1-*")) == [f"rank1-epoch{e:03d}.uids"
+                                                                            for e in range(5)]
+    fed, strangers = fed_counts(double.path / "fed", pool_uids)
+    assert strangers == 0
+    assert np.array_equal(fed.sum(axis=0), np.load(selection.path / "counts.npy"))
+    assert state_shapes(double.path / "checkpoints/epoch_5.pt") == \
+        state_shapes(single.path / "checkpoints/epoch_5.pt")
+
+
+def test_slurm_script_trains_and_finalizes(train_store, selections, tiny, tmp_path):
+    from filterbench.harness.cli.train_cmds import train
+
+    sets = [arg for knob, value in tiny.items() for arg in ("--set", f"{knob}={value}")]
+    args = [selections["schedule"].key, "--scale", "nano-xs", "--seed", "3", "--launcher", "slurm",
+            "--gpus-per-task", "0", "--workdir", str(train_store.root), *sets]
+    result = CliRunner().invoke(train, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    script = result.output.strip().splitlines()[-1]
+    text = open(script).read()
+    assert "#SBATCH --ntasks-per-node=1" in text and "#SBATCH --requeue" in text
+    assert "srun --cpu_bind=v " in text and "-m filterbench.harness.training.launcher" in text
+    assert "--gpus-per-task" not in text and "export OMP_NUM_THREADS=1" in text
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    # run the job's two steps as SLURM would on one node with one task, without SLURM
+    srun = next(line for line in text.splitlines() if line.startswith("srun "))
+    finalize = text.strip().splitlines()[-1]
+    env = {**os.environ, "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run(srun.split(" ", 2)[2], shell=True, check=True, env=env, capture_output=True)
+    done = subprocess.run(finalize, shell=True, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    artifact_dir = done.stdout.strip().splitlines()[-1]
+    manifest = train_store.find(artifact_dir).manifest
+    assert manifest["launcher"] == "slurm" and manifest["seed"] == 3
+    assert manifest["throughput"]["samples_fed"] == 640
+
+
+def test_cli_prints_the_artifact_folder_last(train_store, selections, tiny):
+    from filterbench.harness.cli.train_cmds import train
+
+    sets = [arg for knob, value in tiny.items() for arg in ("--set", f"{knob}={value}")]
+    args = [selections["subset"].key[:8], "--scale", "nano-xs", "--workdir", str(train_store.root), *sets]
+    result = CliRunner().invoke(train, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert train_store.find(last).manifest["mode"] == "subset"
+    assert "unofficial" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--launcher", "inprocess", "--nproc", "2"], "runs one process"),
+    (["--nproc", "2", "--set", "batch_size=33"], "not divisible by 2 processes"),
+])
+def test_cli_errors_are_one_line(train_store, selections, args, message, tiny):
+    from filterbench.harness.cli.train_cmds import train
+
+    sets = [arg for knob, value in tiny.items() for arg in ("--set", f"{knob}={value}")]
+    result = CliRunner().invoke(train, [selections["subset"].key, "--scale", "nano-xs", "--workdir",
+                                        str(train_store.root), *sets, *args])
+    assert result.exit_code == 2 and message in result.output
