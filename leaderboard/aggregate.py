@@ -1,4 +1,4 @@
-"""From records to board entries: seeds aggregated per recipe and scale, with CIs, compute and published numbers.
+"""From records to board entries: seeds aggregated per recipe and scale, with CIs, compute, published numbers.
 
 One *entry* is every record sharing (scale, official, recipe name, recipe version, task list, aggregation
 version); its numbers are means over its seeds.  The 95% confidence interval is the t-distribution half-width
@@ -11,27 +11,29 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from filterbench.harness.errors import FilterbenchError
+from filterbench.leaderboard.records import record_order
 from filterbench.leaderboard.schema import Record
 
 #: the oracle's noise type for correct pairs; every other type counts as noise
 CLEAN = "clean"
 #: header of baselines/reference.csv (published numbers, filled in from the papers)
-REFERENCE_COLUMNS = ("recipe", "scale", "imagenet", "imagenet_dist_shifts", "vtab", "retrieval", "average", "source")
+REFERENCE_COLUMNS = ("recipe", "scale", "imagenet", "imagenet_dist_shifts", "vtab", "retrieval", "average",
+                     "source")
 
 
 class LeaderboardError(FilterbenchError):
     """The board cannot be built (bad reference file) or the committed board is stale."""
 
 
-# -- statistics ------------------------------------------------------------------------------------------------
+# -- statistics ----------------------------------------------------------------------------------------------
 
 def _t_mass(t: float, dof: int) -> float:
-    """P(|T| < t) for Student's t with an integer ``dof``, by the finite series of Abramowitz & Stegun 26.7.3-4."""
+    """P(|T| < t) for Student's t with an integer ``dof`` (the finite series of A&S 26.7.3-4)."""
     theta = math.atan(t / math.sqrt(dof))
     cos2 = math.cos(theta) ** 2
     if dof % 2 == 0:
@@ -80,7 +82,7 @@ def summarize(values: list[float | None]) -> Stat:
     return Stat(n, mean, std, t_quantile_975(n - 1) * std / math.sqrt(n))
 
 
-# -- published numbers -----------------------------------------------------------------------------------------
+# -- published numbers ---------------------------------------------------------------------------------------
 
 def group_slug(group: str) -> str:
     """``ImageNet dist. shifts`` -> ``imagenet_dist_shifts``: how reference.csv names a group's column."""
@@ -94,7 +96,8 @@ def load_reference(path: str | Path | None) -> dict[tuple[str, str], dict[str, o
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != REFERENCE_COLUMNS:
-            raise LeaderboardError(f"{path}: header must be {','.join(REFERENCE_COLUMNS)}, got {reader.fieldnames}")
+            expected = ",".join(REFERENCE_COLUMNS)
+            raise LeaderboardError(f"{path}: header must be {expected}, got {reader.fieldnames}")
         table: dict[tuple[str, str], dict[str, object]] = {}
         for line, row in enumerate(reader, start=2):
             key = (row["recipe"], row["scale"])
@@ -114,7 +117,7 @@ def _reference_value(path: str | Path, line: int, column: str, text: str | None)
         raise LeaderboardError(f"{path}:{line}: {column} {text!r} is not a number") from None
 
 
-# -- entries ---------------------------------------------------------------------------------------------------
+# -- entries -------------------------------------------------------------------------------------------------
 
 @dataclass
 class Entry:
@@ -152,8 +155,8 @@ class Entry:
     def sort_key(self) -> tuple:
         """Average descending, then the primary group descending, then recipe name; missing values last."""
         avg, primary = self.mean(self.average_group), self.mean(self.primary_group)
-        return (avg is None, -(avg or 0.0), primary is None, -(primary or 0.0), self.recipe, self.recipe_version,
-                self.tasklist_sha256, self.aggregation_version)
+        return (avg is None, -(avg or 0.0), primary is None, -(primary or 0.0), self.recipe,
+                self.recipe_version, self.tasklist_sha256, self.aggregation_version)
 
 
 def _ordered_union(lists: Iterable[Iterable[str]]) -> list[str]:
@@ -171,7 +174,7 @@ def _scoring(record: Record, attr: str) -> float | None:
 
 
 def _oracle_rates(record: Record) -> dict[str, tuple[float | None, float | None]] | None:
-    """Per noise type (precision, recall) of "removed" as a noise detector, plus "any noise" and "clean share"."""
+    """Per noise type: (precision, recall) of "removed" as a noise detector; "any noise"; "clean share"."""
     if record.oracle is None:
         return None
     removed = {t: c.total - c.kept for t, c in record.oracle.items()}
@@ -210,9 +213,11 @@ def _make_entry(records: list[Record], reference: dict) -> Entry:
     order = tuple(_ordered_union(r.group_order for r in records))
     oracle, clean = _entry_oracle(records)
     entry = Entry(
-        scale=first.scale, official=first.official, recipe=first.recipe.name, recipe_version=first.recipe.version,
+        scale=first.scale, official=first.official, recipe=first.recipe.name,
+        recipe_version=first.recipe.version,
         tasklist=first.tasklist.name, tasklist_sha256=first.tasklist.sha256,
-        aggregation_version=first.aggregation_version, seeds=tuple(r.seed for r in records), group_order=order,
+        aggregation_version=first.aggregation_version, seeds=tuple(r.seed for r in records),
+        group_order=order,
         average_group=first.average_group,
         groups={g: summarize([r.groups.get(g) for r in records]) for g in order},
         compute={"score_cpu_s": summarize([_scoring(r, "cpu_s") for r in records]),
@@ -266,9 +271,9 @@ def _scale_rank(scale: str) -> tuple:
 def board_sections(records: list[Record], reference: dict | None = None) -> list[Section]:
     """Sections in board order: scales as in the scale table (unknown ones after, by name), official first."""
     buckets: dict[tuple, list[Record]] = {}
-    for record in sorted(records, key=lambda r: (r.scale, r.recipe.name, r.recipe.version, r.seed, r.keys.eval)):
-        key = (record.scale, record.official, record.recipe.name, record.recipe.version, record.tasklist.sha256,
-               record.aggregation_version)
+    for record in sorted(records, key=record_order):
+        key = (record.scale, record.official, record.recipe.name, record.recipe.version,
+               record.tasklist.sha256, record.aggregation_version)
         buckets.setdefault(key, []).append(record)
     entries = [_make_entry(group, reference or {}) for group in buckets.values()]
     sections = []

@@ -1,4 +1,4 @@
-"""``filterbench leaderboard build``: records in, ``LEADERBOARD.md``, ``leaderboard.csv`` and ``leaderboard.html`` out.
+"""``filterbench leaderboard build``: records in; LEADERBOARD.md, leaderboard.csv and leaderboard.html out.
 
 Layout: one set of three files for all scales, one section per scale (scales in the order of the scale table),
 each with its official runs first and its unofficial runs (a fixed knob overridden) in a separate section.
@@ -19,8 +19,15 @@ import re
 import tempfile
 from pathlib import Path
 
-from filterbench.leaderboard.aggregate import (Entry, LeaderboardError, Section, Stat, board_sections, group_slug,
-                                               load_reference)
+from filterbench.leaderboard.aggregate import (
+    Entry,
+    LeaderboardError,
+    Section,
+    Stat,
+    board_sections,
+    group_slug,
+    load_reference,
+)
 from filterbench.leaderboard.records import load_records
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent
@@ -28,13 +35,14 @@ DEFAULT_REFERENCE_CSV = LEADERBOARD_DIR.parent / "baselines" / "reference.csv"
 OUTPUT_NAMES = ("LEADERBOARD.md", "leaderboard.csv", "leaderboard.html")
 DASH = "—"
 
-INTRO = ("Scores are fractions in [0, 1]: the mean over seeds ± the half-width of its 95% confidence interval "
-         "(t-distribution with n-1 degrees of freedom; {dash} with one seed). Published numbers (pub.) come from "
-         "`baselines/reference.csv`. Compute columns are means over seeds: scoring CPU and GPU seconds (every "
-         "`score` stage) and training wall seconds. Unofficial runs changed a fixed knob and are listed apart.")
+INTRO = ("Scores are fractions in [0, 1]: the mean over seeds ± the half-width of its 95% confidence "
+         "interval (t-distribution with n-1 degrees of freedom; {dash} with one seed). Published numbers "
+         "(pub.) come from `baselines/reference.csv`. Compute columns are means over seeds: scoring CPU "
+         "and GPU seconds (every `score` stage) and training wall seconds. Unofficial runs changed a "
+         "fixed knob and are listed apart.")
 
 
-# -- number and text formats (fixed, so outputs are byte-stable) ---------------------------------------------------
+# -- number and text formats (fixed, so outputs are byte-stable) ---------------------------------------------
 
 def fmt_score(stat: Stat | None) -> str:
     if stat is None or stat.mean is None:
@@ -78,8 +86,9 @@ def board_columns(section: Section) -> list[tuple[str, str]]:
     cols = [("rank", "#"), ("recipe", "Recipe"), ("version", "v"), ("seeds", "Seeds")]
     cols += [("group", g) for g in section.groups]
     cols += [("published", g) for g in section.published_groups]
-    cols += [("score_cpu_s", "Scoring CPU s"), ("score_gpu_s", "Scoring GPU s"), ("train_wall_s", "Train wall s"),
-             ("unique_uids", "Kept uids"), ("max_count", "Max repeats"), ("missing", "Missing tasks")]
+    cols += [("score_cpu_s", "Scoring CPU s"), ("score_gpu_s", "Scoring GPU s"),
+             ("train_wall_s", "Train wall s"), ("unique_uids", "Kept uids"), ("max_count", "Max repeats"),
+             ("missing", "Missing tasks")]
     if not section.official:
         cols.append(("overrides", "Overrides"))
     return cols
@@ -104,7 +113,7 @@ def header_text(kind: str, label: str) -> str:
     return f"{label} (pub.)" if kind == "published" else label
 
 
-# -- Markdown --------------------------------------------------------------------------------------------------
+# -- Markdown ------------------------------------------------------------------------------------------------
 
 def _md_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
@@ -115,12 +124,13 @@ def _md_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> 
 def _md_section(section: Section) -> list[str]:
     cols = board_columns(section)
     header = [md_escape(header_text(k, label)) for k, label in cols]
-    rows = [[md_escape(cell_text(e, i, k, label)) for k, label in cols] for i, e in enumerate(section.entries, 1)]
+    rows = [[md_escape(cell_text(e, i, k, label)) for k, label in cols]
+            for i, e in enumerate(section.entries, 1)]
     numeric = [k not in ("recipe", "overrides") for k, _ in cols]
     lines = [f"### {section_title(section)}", ""] + _md_table(header, rows, numeric) + [""]
     if section.noise_types:
-        lines += ["Noise detection against the oracle (precision / recall of the removed uids per noise type; "
-                  "see docs/leaderboard.md):", ""]
+        lines += [("Noise detection against the oracle (precision / recall of the removed uids per noise "
+                   "type; see docs/leaderboard.md):"), ""]
         header = ["Recipe"] + [md_escape(t) for t in section.noise_types] + ["Clean share of kept"]
         rows = [[md_escape(e.recipe)] + [fmt_rates(e.oracle[t]) if e.oracle and t in e.oracle else DASH
                                          for t in section.noise_types]
@@ -131,8 +141,8 @@ def _md_section(section: Section) -> list[str]:
 
 def render_markdown(sections: list[Section], n_records: int) -> str:
     lines = ["# filterbench leaderboard", "",
-             f"Generated by `filterbench leaderboard build` from {n_records} run record(s); "
-             "do not edit by hand (`filterbench leaderboard build --check` fails when it is stale).", "",
+             (f"Generated by `filterbench leaderboard build` from {n_records} run record(s); "
+              "do not edit by hand (`filterbench leaderboard build --check` fails when it is stale)."), "",
              INTRO.format(dash=DASH), ""]
     if not sections:
         lines += ["No records yet. A record is added by a pull request; see `docs/leaderboard.md`.", ""]
@@ -145,7 +155,7 @@ def render_markdown(sections: list[Section], n_records: int) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-# -- CSV -------------------------------------------------------------------------------------------------------
+# -- CSV -----------------------------------------------------------------------------------------------------
 
 def _csv_number(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
@@ -157,7 +167,8 @@ def _csv_groups(sections: list[Section]) -> list[str]:
         for group in section.groups:
             slug = group_slug(group)
             if groups.setdefault(slug, group) != group:
-                raise LeaderboardError(f"groups {groups[slug]!r} and {group!r} share the CSV column name {slug!r}")
+                raise LeaderboardError(f"groups {groups[slug]!r} and {group!r} would share the CSV column "
+                                       f"{slug!r}")
     return list(groups.values())
 
 
@@ -190,7 +201,7 @@ def render_csv(sections: list[Section]) -> str:
     return buffer.getvalue()
 
 
-# -- build and check -------------------------------------------------------------------------------------------
+# -- build and check -----------------------------------------------------------------------------------------
 
 def render_all(records_dir: str | Path | None, scale: str | None = None,
                reference_csv: str | Path | None = None) -> dict[str, str]:
@@ -200,7 +211,8 @@ def render_all(records_dir: str | Path | None, scale: str | None = None,
     records = load_records(records_dir, scale=scale)
     reference = load_reference(DEFAULT_REFERENCE_CSV if reference_csv is None else reference_csv)
     sections = board_sections(records, reference)
-    return {"LEADERBOARD.md": render_markdown(sections, len(records)), "leaderboard.csv": render_csv(sections),
+    return {"LEADERBOARD.md": render_markdown(sections, len(records)),
+            "leaderboard.csv": render_csv(sections),
             "leaderboard.html": render_html(sections, len(records))}
 
 

@@ -15,8 +15,15 @@ from html import escape
 
 from filterbench.leaderboard import svg
 from filterbench.leaderboard.aggregate import Entry, Section
-from filterbench.leaderboard.build import (DASH, INTRO, board_columns, cell_text, fmt_value, header_text,
-                                           section_title)
+from filterbench.leaderboard.build import (
+    DASH,
+    INTRO,
+    board_columns,
+    cell_text,
+    fmt_value,
+    header_text,
+    section_title,
+)
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }
@@ -37,8 +44,8 @@ th[aria-sort="descending"] button::after { content: " \\25BC"; }
 .note { color: #555; } .wide { overflow-x: auto; }
 """
 
-# Sorts a table by the clicked column: numbers by value, text by code points; empty cells always last; ties keep
-# the board order (data-rank).  Plain ES5 so any headless or old browser runs it.
+# Sorts a table by the clicked column: numbers by value, text by code points; empty cells always last; ties
+# keep the board order (data-rank).  Plain ES5 so any headless or old browser runs it.
 _SCRIPT = """
 (function () {
   "use strict";
@@ -87,7 +94,8 @@ def _csp() -> str:
 
 def _th(label: str, numeric: bool) -> str:
     kind = "number" if numeric else "text"
-    return f'<th scope="col" data-type="{kind}" aria-sort="none"><button type="button">{escape(label)}</button></th>'
+    return (f'<th scope="col" data-type="{kind}" aria-sort="none">'
+            f'<button type="button">{escape(label)}</button></th>')
 
 
 def _td(text: str, value: str | None, numeric: bool, title: str | None = None) -> str:
@@ -119,7 +127,8 @@ def _cell_title(entry: Entry, kind: str) -> str | None:
     if kind == "recipe":
         source = f"; published: {entry.published_source}" if entry.published_source else ""
         return (f"recipe version {entry.recipe_version}; seeds {' '.join(map(str, entry.seeds))}; task list "
-                f"{entry.tasklist} ({entry.tasklist_sha256[:12]}); aggregation v{entry.aggregation_version}{source}")
+                f"{entry.tasklist} ({entry.tasklist_sha256[:12]}); "
+                f"aggregation v{entry.aggregation_version}{source}")
     if kind == "missing" and entry.missing_tasks:
         return ", ".join(entry.missing_tasks)
     return None
@@ -128,8 +137,8 @@ def _cell_title(entry: Entry, kind: str) -> str | None:
 def _board_table(section: Section, table_id: str) -> list[str]:
     cols = board_columns(section)
     head = "".join(_th(header_text(k, label), k not in _TEXT_KINDS) for k, label in cols)
-    lines = [f'<div class="wide"><table class="sortable board" id="{escape(table_id)}"><thead><tr>{head}</tr>'
-             "</thead><tbody>"]
+    lines = [(f'<div class="wide"><table class="sortable board" id="{escape(table_id)}">'
+              f"<thead><tr>{head}</tr></thead><tbody>")]
     for rank, entry in enumerate(section.entries, 1):
         cells = "".join(_td(cell_text(entry, rank, k, label), _sort_value(entry, rank, k, label),
                             k not in _TEXT_KINDS, _cell_title(entry, k)) for k, label in cols)
@@ -141,8 +150,8 @@ def _oracle_table(section: Section, table_id: str) -> list[str]:
     types = section.noise_types
     head = _th("Recipe", False) + "".join(_th(f"{t} {part}", True) for t in types for part in ("P", "R"))
     head += _th("Clean share of kept", True)
-    lines = [f'<div class="wide"><table class="sortable oracle" id="{escape(table_id)}"><thead><tr>{head}</tr>'
-             "</thead><tbody>"]
+    lines = [(f'<div class="wide"><table class="sortable oracle" id="{escape(table_id)}">'
+              f"<thead><tr>{head}</tr></thead><tbody>")]
     for rank, e in enumerate(section.entries, 1):
         cells = [_td(e.recipe, e.recipe, False)]
         for t in types:
@@ -175,8 +184,8 @@ def _plots(section: Section) -> list[str]:
                       e.groups[avg_name].ci95) for s, e in pairs
             if None not in (e.compute["score_cpu_s"].mean, e.compute["score_gpu_s"].mean, e.mean(avg_name))]
     if cost:
-        plots.append(svg.scatter(cost, f"{avg_name} vs scoring compute", "scoring CPU+GPU seconds (log scale)",
-                                 avg_name, log_x=True))
+        plots.append(svg.scatter(cost, f"{avg_name} vs scoring compute",
+                                 "scoring CPU+GPU seconds (log scale)", avg_name, log_x=True))
     if not plots:
         return ['<p class="note">No complete scores to plot yet.</p>']
     return ['<div class="plots">'] + plots + ["</div>"]
@@ -187,8 +196,9 @@ def _section(section: Section, index: int) -> list[str]:
     lines = [f"<h3>{escape(section_title(section))}</h3>"] + _board_table(section, table_id) + _plots(section)
     if section.noise_types:
         lines += ["<h4>Noise detection against the oracle</h4>",
-                  '<p class="note">P: of the uids the method removed, the share of this noise type. R: of this '
-                  "noise type's uids, the share removed. \u201cany noise\u201d pools every type but clean.</p>"]
+                  ('<p class="note">P: of the uids the method removed, the share of this noise type. '
+                   "R: of this noise type's uids, the share removed. \u201cany noise\u201d pools every type "
+                   "but clean.</p>")]
         lines += _oracle_table(section, f"oracle-{index}")
     return lines
 
@@ -200,9 +210,10 @@ def _code_spans(text: str) -> str:
 
 def render_html(sections: list[Section], n_records: int) -> str:
     """The whole page as text (deterministic: the same sections give the same bytes)."""
-    body = [f"<p>Generated by <code>filterbench leaderboard build</code> from {n_records} run record(s); do not "
-            "edit by hand.</p>",
-            f"<p class=\"note\">{_code_spans(escape(INTRO.format(dash=DASH)))} Click a column header to sort.</p>"]
+    intro = _code_spans(escape(INTRO.format(dash=DASH)))
+    body = [(f"<p>Generated by <code>filterbench leaderboard build</code> from {n_records} run record(s); "
+             "do not edit by hand.</p>"),
+            f'<p class="note">{intro} Click a column header to sort.</p>']
     if not sections:
         body.append("<p>No records yet. A record is added by a pull request; see docs/leaderboard.md.</p>")
     scale = None

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
-
 from filterbench.harness.hashing import canonical_json
 from filterbench.harness.store import write_json_atomic
-from filterbench.leaderboard.schema import (RECORD_VERSION, Record, RecordError, record_digest, validate_record,
-                                           validation_reason)
+from filterbench.leaderboard.schema import (
+    RECORD_VERSION,
+    Record,
+    RecordError,
+    record_digest,
+    validate_record,
+    validation_reason,
+)
+from pydantic import ValidationError
 
 #: the committed records of this checkout (the package folder is the repository's ``leaderboard/``)
 DEFAULT_RECORDS_DIR = Path(__file__).resolve().parent / "records"
@@ -44,7 +50,7 @@ def make_record(**fields: Any) -> dict[str, Any]:
         raise RecordError("make_record: `digest` is computed, do not pass it")
     if fields.pop("record_version", RECORD_VERSION) != RECORD_VERSION:
         raise RecordError(f"make_record: record_version must be {RECORD_VERSION}")
-    fields.setdefault("created_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    fields.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
     if "harness_version" not in fields or "git" not in fields:
         import filterbench
         from filterbench.harness.provenance import git_commit
@@ -52,7 +58,8 @@ def make_record(**fields: Any) -> dict[str, Any]:
         fields.setdefault("harness_version", filterbench.__version__)
         fields.setdefault("git", git_commit())
     # round-trip through canonical JSON so the digest covers exactly what the file will hold
-    data = json.loads(canonical_json({"record_version": RECORD_VERSION, **fields, "digest": _PLACEHOLDER_DIGEST}))
+    full = {"record_version": RECORD_VERSION, **fields, "digest": _PLACEHOLDER_DIGEST}
+    data = json.loads(canonical_json(full))
     try:
         model = Record.model_validate(data)
     except ValidationError as exc:
@@ -75,7 +82,7 @@ def record_path(record: dict[str, Any], records_dir: str | Path | None = None) -
 
 
 def write_record(record: dict[str, Any], records_dir: str | Path | None = None) -> Path:
-    """Validate ``record`` and write it atomically; returns its path (an existing file for the run is replaced)."""
+    """Validate ``record`` and write it atomically; return its path (replacing the run's earlier file)."""
     validate_record(record, "record to write")
     path = record_path(record, records_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +104,7 @@ def load_records(records_dir: str | Path | None = None, scale: str | None = None
     """Every record under ``records_dir`` (default: the repository's), validated, in a content-defined order.
 
     All files are validated even when ``scale`` filters the result, so a bad record anywhere fails the build.
-    The order depends on the records only (scale, recipe, seed, eval key), never on file names or listing order.
+    The order depends on the records only (:func:`record_order`), never on file names or listing order.
 
     Raises:
         RecordError: a file is unreadable, invalid, tampered with, stored under another scale's folder, or two
@@ -115,8 +122,13 @@ def load_records(records_dir: str | Path | None = None, scale: str | None = None
             raise RecordError(f"{path}: stored under {path.parent.name}/ but its scale is {record.scale!r}")
         records.append(record)
     _reject_duplicates(records)
-    records.sort(key=lambda r: (r.scale, r.recipe.name, r.recipe.version, r.seed, r.keys.eval))
+    records.sort(key=record_order)
     return [r for r in records if scale is None or r.scale == scale]
+
+
+def record_order(record: Record) -> tuple:
+    """A content-defined order of records: scale, recipe, version, seed, eval key."""
+    return (record.scale, record.recipe.name, record.recipe.version, record.seed, record.keys.eval)
 
 
 def run_identity(record: Record) -> tuple:
@@ -132,12 +144,13 @@ def _reject_duplicates(records: list[Record]) -> None:
         for index, key in ((seen, run_identity(record)), (evals, record.keys.eval)):
             other = index.get(key)
             if other is not None:
-                raise RecordError(f"{record.source}: same run as {other.source} (recipe {record.recipe.name!r}, "
+                raise RecordError(f"{record.source}: same run as {other.source} "
+                                  f"(recipe {record.recipe.name!r}, "
                                   f"seed {record.seed}, eval {record.keys.eval}); keep one of them")
             index[key] = record
 
 
-# -- turning stage outputs into record fields --------------------------------------------------------------------
+# -- turning stage outputs into record fields ----------------------------------------------------------------
 
 def from_eval_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """Record fields from an evaluation summary (``harness.evaluation.aggregate.summarize``'s dict).

@@ -1,11 +1,11 @@
 """The run record: one JSON ID card per finished run, the only input the leaderboard reads.
 
-A record links every artifact key of its run (pool, scores, selection, train, eval), says which recipe, plugins,
-task list and aggregation produced its numbers, and carries those numbers.  Its ``digest`` is the SHA-256 of the
-canonical JSON of everything else in the file, so an edit made after the run (a "better" number typed in by
-hand) is caught: :func:`validate_record` rejects it as ``digest mismatch``.  The digest is an integrity check,
-not a signature: whoever can rerun :func:`filterbench.leaderboard.records.make_record` can forge one, which is
-why records enter the repository through review (a PR adding one file).
+A record links every artifact key of its run (pool, scores, selection, train, eval), says which recipe,
+plugins, task list and aggregation produced its numbers, and carries those numbers.  Its ``digest`` is the
+SHA-256 of the canonical JSON of everything else in the file, so an edit made after the run (a "better"
+number typed in by hand) is caught: :func:`validate_record` rejects it as ``digest mismatch``.  The digest is
+an integrity check, not a signature: whoever can rerun :func:`filterbench.leaderboard.records.make_record` can
+forge one, which is why records enter the repository through review (a PR adding one file).
 
 Bump :data:`RECORD_VERSION` on any change to the fields below; old records then fail validation loudly instead
 of being read with a wrong meaning.
@@ -18,10 +18,17 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
-
 from filterbench.harness.errors import FilterbenchError
 from filterbench.harness.hashing import canonical_json
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 RECORD_VERSION = 1
 
@@ -85,7 +92,7 @@ class SelectionStats(_Strict):
     max_count: int = Field(ge=0)  # the largest number of repeats of one uid
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SelectionStats":
+    def _consistent(self) -> SelectionStats:
         if self.unique_uids > self.pool_size:
             raise ValueError(f"unique_uids {self.unique_uids} exceeds pool_size {self.pool_size}")
         if self.unique_uids > self.total:
@@ -96,7 +103,7 @@ class SelectionStats(_Strict):
 class StageCompute(_Strict):
     wall_s: float = Field(ge=0)  # wall-clock seconds
     cpu_s: float | None = Field(default=None, ge=0)  # CPU seconds (process and children)
-    gpu_s: float | None = Field(default=None, ge=0)  # wall seconds with a GPU in use (DataComp's compute unit)
+    gpu_s: float | None = Field(default=None, ge=0)  # wall seconds using a GPU (DataComp's compute unit)
     peak_rss_mb: float | None = Field(default=None, ge=0)  # peak resident memory
 
 
@@ -105,7 +112,7 @@ class OracleCounts(_Strict):
     kept: int = Field(ge=0)  # of those, uids the selection kept (count > 0)
 
     @model_validator(mode="after")
-    def _kept_le_total(self) -> "OracleCounts":
+    def _kept_le_total(self) -> OracleCounts:
         if self.kept > self.total:
             raise ValueError(f"kept {self.kept} exceeds total {self.total}")
         return self
@@ -155,11 +162,12 @@ class Record(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _groups_consistent(self) -> "Record":
-        if sorted(self.group_order) != sorted(self.groups) or len(set(self.group_order)) != len(self.group_order):
-            raise ValueError(f"group_order {self.group_order} must list each key of groups {sorted(self.groups)} once")
+    def _groups_consistent(self) -> Record:
+        order = self.group_order
+        if sorted(order) != sorted(self.groups) or len(set(order)) != len(order):
+            raise ValueError(f"group_order {order} must list each key of groups {sorted(self.groups)} once")
         if self.average_group not in self.groups:
-            raise ValueError(f"average_group {self.average_group!r} is not one of the groups {self.group_order}")
+            raise ValueError(f"average_group {self.average_group!r} is not one of the groups {order}")
         return self
 
 
@@ -188,7 +196,8 @@ def validate_record(data: Any, source: str = "record") -> Record:
         raise RecordError(f"{source}: a record is a JSON object, got {type(data).__name__}")
     version = data.get("record_version")
     if version != RECORD_VERSION:
-        raise RecordError(f"{source}: record_version {version!r} is not {RECORD_VERSION} (this harness's version)")
+        raise RecordError(f"{source}: record_version {version!r} is not {RECORD_VERSION} "
+                          "(the version this harness reads)")
     try:
         record = Record.model_validate(data)
     except ValidationError as exc:

@@ -51,7 +51,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     start = math.floor(lo / step) * step
-    ticks = [start + i * step for i in range(int(math.ceil((hi - start) / step)) + 1)]
+    ticks = [start + i * step for i in range(math.ceil((hi - start) / step) + 1)]
     return [round(t, 10) for t in ticks]
 
 
@@ -66,7 +66,7 @@ class Axis:
     fixed: tuple[float, ...] = ()  # explicit ticks (the log axis), else round linear ones
 
     @classmethod
-    def fit(cls, values: list[float], px0: float, px1: float, zero: bool = False) -> "Axis":
+    def fit(cls, values: list[float], px0: float, px1: float, zero: bool = False) -> Axis:
         lo, hi = min(values + ([0.0] if zero else [])), max(values)
         pad = max((hi - lo) * 0.05, 1e-3)  # keep points off the frame; a single point still gets a range
         lo, hi = (lo if zero and lo == 0.0 else lo - pad), hi + pad
@@ -78,7 +78,7 @@ class Axis:
         return self.px0 + (value - self.lo) / span * (self.px1 - self.px0)
 
     @classmethod
-    def log1p(cls, values: list[float], px0: float, px1: float) -> "Axis":
+    def log1p(cls, values: list[float], px0: float, px1: float) -> Axis:
         """An axis over ``log10(1 + v)`` for seconds, ticked at 0, 1, 10, 100, ... seconds."""
         top = max(values + [1.0])
         ticks = (0.0,) + tuple(math.log10(1 + 10 ** k) for k in range(math.ceil(math.log10(top)) + 1))
@@ -108,8 +108,8 @@ def _tick_label(value: float) -> str:
 def _open(title: str, n_legend: int) -> list[str]:
     width = LEFT + PLOT_W + 20 + LEGEND_W
     height = max(TOP + PLOT_H + BOTTOM, TOP + 18 * n_legend + 10)
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}"><title>{escape(title)}</title>',
+    return [(f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}"><title>{escape(title)}</title>'),
             f'<text x="{LEFT}" y="20" class="plot-title">{escape(title)}</text>']
 
 
@@ -119,7 +119,8 @@ def _axes(x: Axis | None, y: Axis, x_label: str, y_label: str, x_tick_text=_tick
     for t in y.ticks():
         py = _f(y(t))
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{py}" y2="{py}" class="grid"/>'
-                     f'<text x="{LEFT - 6}" y="{py}" class="tick" text-anchor="end" dy="4">{_tick_label(t)}</text>')
+                     f'<text x="{LEFT - 6}" y="{py}" class="tick" text-anchor="end" dy="4">'
+                     f"{_tick_label(t)}</text>")
     for t in (x.ticks() if x else []):
         px = _f(x(t))
         parts.append(f'<line x1="{px}" x2="{px}" y1="{bottom}" y2="{bottom + 5}" class="axis"/>'
@@ -167,8 +168,8 @@ def scatter(points: list[Point], title: str, x_label: str, y_label: str, log_x: 
     return "\n".join(parts + _legend([p.series for p in points]) + ["</svg>"])
 
 
-def grouped_bars(categories: list[str], series: list[Series], values: dict[tuple[int, str], tuple[float, float | None]],
-                 title: str, y_label: str) -> str:
+def grouped_bars(categories: list[str], series: list[Series],
+                 values: dict[tuple[int, str], tuple[float, float | None]], title: str, y_label: str) -> str:
     """Bars per category (headline group), one per series, with CI whiskers; missing values leave a gap."""
     tops = [mean + (err or 0.0) for mean, err in values.values()]
     y = Axis.fit(tops or [1.0], TOP + PLOT_H, TOP, zero=True)
@@ -180,7 +181,8 @@ def grouped_bars(categories: list[str], series: list[Series], values: dict[tuple
         cx = _f(LEFT + (ci + 0.5) * slot)
         lines = "".join(f'<tspan x="{cx}" dy="{0 if i == 0 else 13}">{escape(line)}</tspan>'
                         for i, line in enumerate(_wrap(category)))
-        parts.append(f'<text x="{cx}" y="{TOP + PLOT_H + 16}" class="tick" text-anchor="middle">{lines}</text>')
+        parts.append(f'<text x="{cx}" y="{TOP + PLOT_H + 16}" class="tick" text-anchor="middle">'
+                     f"{lines}</text>")
         for si, s in enumerate(series):
             if (s.rank, category) not in values:
                 continue

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import click
-
 from filterbench.harness.cli.common import one_line_errors, print_json
 
 
@@ -18,12 +17,14 @@ def leaderboard() -> None:
 @leaderboard.command()
 @click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Records folder (default: the repository's leaderboard/records).")
-@click.option("--scale", default=None, help="Only this scale's sections (the committed board has every scale).")
+@click.option("--scale", default=None,
+              help="Only this scale's sections (the committed board has every scale).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: the repository's leaderboard/).")
 @click.option("--reference", "reference_csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Published numbers (default: baselines/reference.csv).")
-@click.option("--check", is_flag=True, help="Write nothing; fail if the files in --out differ from a fresh build.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; fail if the files in --out differ from a fresh build.")
 @one_line_errors
 def build(records_dir: Path | None, scale: str | None, out_dir: Path | None, reference_csv: Path | None,
           check: bool) -> None:
@@ -36,8 +37,8 @@ def build(records_dir: Path | None, scale: str | None, out_dir: Path | None, ref
       filterbench leaderboard build
       filterbench leaderboard build --check
     """
-    from filterbench.leaderboard.build import build_leaderboard, check_leaderboard
     from filterbench.leaderboard.aggregate import LeaderboardError
+    from filterbench.leaderboard.build import build_leaderboard, check_leaderboard
 
     if check:
         stale = check_leaderboard(records_dir, out_dir, scale, reference_csv)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from filterbench.harness.hashing import content_key
 
 DATACOMP_ORDER = ["ImageNet", "ImageNet dist. shifts", "VTAB", "Retrieval", "Average"]
 
 
 def fake_fields(recipe: str = "clip_score_l14_top30", seed: int = 0, scale: str = "small",
-                groups: dict[str, float | None] | None = None, official: bool = True, **overrides: Any) -> dict:
+                groups: dict[str, float | None] | None = None, official: bool = True,
+                **overrides: Any) -> dict:
     """Every record field but the computed ones; keys derive from (recipe, seed, scale, official)."""
     def key(stage: str) -> str:
         return content_key([stage, recipe, seed, scale, official])

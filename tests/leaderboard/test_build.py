@@ -1,4 +1,4 @@
-"""The board: deterministic bytes, exact numbers, escaping, --check, the CLI, and the committed board's freshness."""
+"""The board: deterministic bytes, exact numbers, escaping, --check, CLI, and a fresh committed board."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from filterbench.leaderboard.build import build_leaderboard, check_leaderboard, md_escape
 from filterbench.leaderboard.records import write_record
 
 GOLDEN = Path(__file__).parent / "golden"
 T_975_DF2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # Student's t 97.5% quantile, 2 dof: (2p-1)/sqrt(2p(1-p))
 SCORES = {  # recipe -> group -> per-seed values (seeds 0, 1, 2)
-    "clip_score_l14_top30": {"ImageNet": (0.050, 0.051, 0.053), "ImageNet dist. shifts": (0.054, 0.055, 0.057),
+    "clip_score_l14_top30": {"ImageNet": (0.050, 0.051, 0.053),
+                             "ImageNet dist. shifts": (0.054, 0.055, 0.057),
                              "VTAB": (0.188, 0.190, 0.195), "Retrieval": (0.117, 0.119, 0.122),
                              "Average": (0.171, 0.173, 0.178)},
     "no_filter": {"ImageNet": (0.024, 0.025, 0.027), "ImageNet dist. shifts": (0.032, 0.033, 0.034),
@@ -41,13 +41,13 @@ def golden_records(fake_record) -> list[dict]:
             extra = {}
             if SCORE_CPU[recipe] is None:
                 extra = {"compute": {"train": {"wall_s": 90.0 + seed}, "eval": {"wall_s": 30.0}},
-                         "selection": {"mode": "subset", "pool_size": 1000, "unique_uids": 1000, "total": 1000,
-                                       "max_count": 1}}
+                         "selection": {"mode": "subset", "pool_size": 1000, "unique_uids": 1000,
+                                       "total": 1000, "max_count": 1}}
             else:
                 extra = {"compute": {"score": {"wall_s": 5.0, "cpu_s": SCORE_CPU[recipe][seed], "gpu_s": 1.5},
                                      "train": {"wall_s": 100.0 + seed}}}
-            records.append(fake_record(recipe=recipe, seed=seed, groups={g: v[seed] for g, v in groups.items()},
-                                       **extra))
+            per_seed = {g: v[seed] for g, v in groups.items()}
+            records.append(fake_record(recipe=recipe, seed=seed, groups=per_seed, **extra))
     return records
 
 
@@ -81,14 +81,16 @@ def test_golden_numbers_in_the_csv(golden_dir, tmp_path):
             assert row[f"{slug}_ci95"] == f"{T_975_DF2 * sd / math.sqrt(3):.6f}"
     assert rows["clip_score_l14_top30"]["average_published"] == "0.173000"
     assert rows["no_filter"]["imagenet_published"] == "0.025000"
-    assert rows["clip_score_l14_top30"]["score_cpu_s"] == f"{statistics.mean(SCORE_CPU['clip_score_l14_top30']):.3f}"
+    clip_cpu = statistics.mean(SCORE_CPU["clip_score_l14_top30"])
+    assert rows["clip_score_l14_top30"]["score_cpu_s"] == f"{clip_cpu:.3f}"
     assert rows["clip_score_l14_top30"]["score_gpu_s"] == "1.500"
     assert (rows["no_filter"]["score_cpu_s"], rows["no_filter"]["train_wall_s"]) == ("0.000", "91.000")
-    assert rows["no_filter"]["unique_uids"] == "1000.0" and rows["no_filter"]["published_source"] == "DataComp Table 3"
+    assert rows["no_filter"]["unique_uids"] == "1000.0"
+    assert rows["no_filter"]["published_source"] == "DataComp Table 3"
 
 
 def test_golden_files_byte_for_byte(golden_dir, tmp_path):
-    """The Markdown and CSV of the golden records; FILTERBENCH_REGEN_GOLDEN=1 rewrites them after a format change."""
+    """Markdown and CSV of the golden records (FILTERBENCH_REGEN_GOLDEN=1 rewrites them after a change)."""
     records_dir, reference = golden_dir
     out = tmp_path / "out"
     build_leaderboard(records_dir, out, reference_csv=reference)
@@ -96,7 +98,7 @@ def test_golden_files_byte_for_byte(golden_dir, tmp_path):
         if os.environ.get("FILTERBENCH_REGEN_GOLDEN"):
             GOLDEN.mkdir(exist_ok=True)
             (GOLDEN / name).write_bytes((out / name).read_bytes())
-        assert (out / name).read_bytes() == (GOLDEN / name).read_bytes(), f"{name} differs from tests/leaderboard/golden"
+        assert (out / name).read_bytes() == (GOLDEN / name).read_bytes(), f"{name} differs from golden/{name}"
 
 
 def test_build_is_deterministic_and_independent_of_file_order(golden_dir, fake_record, tmp_path):
@@ -124,7 +126,8 @@ def test_ties_missing_scores_and_single_seeds(fake_record, records_dir, no_refer
     paths = build_leaderboard(records_dir, tmp_path / "out", reference_csv=no_reference)
     rows = list(_rows(paths[1]).values())
     assert [r["recipe"] for r in rows] == ["c_better_imagenet", "a_tie", "b_tie", "incomplete"]
-    assert rows[0]["average_ci95"] == "" and rows[3]["average_mean"] == "" and rows[3]["missing_tasks"] == "vtab/svhn"
+    assert rows[0]["average_ci95"] == "" and rows[3]["average_mean"] == ""
+    assert rows[3]["missing_tasks"] == "vtab/svhn"
     md = paths[0].read_text()
     assert "| 0.200 ± — |" in md and "| 4 | incomplete |" in md
 
@@ -132,7 +135,8 @@ def test_ties_missing_scores_and_single_seeds(fake_record, records_dir, no_refer
 def test_a_seed_missing_a_group_leaves_the_mean_empty(fake_record, records_dir, no_reference, tmp_path):
     write_record(fake_record(seed=0, groups={"ImageNet": 0.05, "Average": 0.2}), records_dir)
     write_record(fake_record(seed=1, groups={"ImageNet": None, "Average": 0.2}), records_dir)
-    row = next(iter(_rows(build_leaderboard(records_dir, tmp_path / "o", reference_csv=no_reference)[1]).values()))
+    paths = build_leaderboard(records_dir, tmp_path / "o", reference_csv=no_reference)
+    row = next(iter(_rows(paths[1]).values()))
     assert row["imagenet_mean"] == "" and row["average_mean"] == "0.200000" and row["n_seeds"] == "2"
 
 
@@ -142,13 +146,15 @@ def test_unofficial_runs_are_a_separate_section(fake_record, records_dir, no_ref
     paths = build_leaderboard(records_dir, tmp_path / "o", reference_csv=no_reference)
     md = paths[0].read_text()
     assert md.index("### Official runs") < md.index("### Unofficial runs") and "| lr |" in md
-    assert [r["section"] for r in csv.DictReader(io.StringIO(paths[1].read_text()))] == ["official", "unofficial"]
+    sections = [r["section"] for r in csv.DictReader(io.StringIO(paths[1].read_text()))]
+    assert sections == ["official", "unofficial"]
 
 
 def test_oracle_precision_and_recall(fake_record, records_dir, no_reference, tmp_path):
     oracle = {"clean": {"total": 400, "kept": 350}, "misaligned": {"total": 300, "kept": 50},
               "boilerplate": {"total": 300, "kept": 200}}
-    write_record(fake_record(scale="nano", groups={"Objects": 0.4, "Average": 0.3}, oracle=oracle), records_dir)
+    groups = {"Objects": 0.4, "Average": 0.3}
+    write_record(fake_record(scale="nano", groups=groups, oracle=oracle), records_dir)
     paths = build_leaderboard(records_dir, tmp_path / "o", reference_csv=no_reference)
     # removed: clean 50, misaligned 250, boilerplate 100 (400 in all); kept 600, of which 350 clean
     md = paths[0].read_text()
@@ -204,8 +210,9 @@ def test_cli_build_check_and_show(golden_dir, tmp_path):
     assert CliRunner().invoke(cli, ["leaderboard", "build", "--check", *common]).exit_code == 0
     (out / "LEADERBOARD.md").write_text("hand edit\n")
     stale = CliRunner().invoke(cli, ["leaderboard", "build", "--check", *common])
-    assert stale.exit_code == 2 and "stale leaderboard file(s)" in stale.output and "LEADERBOARD.md" in stale.output
-    record_file = sorted(records_dir.rglob("*.json"))[0]
+    assert stale.exit_code == 2 and "stale leaderboard file(s)" in stale.output
+    assert "LEADERBOARD.md" in stale.output
+    record_file = min(records_dir.rglob("*.json"))
     shown = CliRunner().invoke(cli, ["leaderboard", "show", str(record_file)])
     assert shown.exit_code == 0 and json.loads(shown.output)["recipe"]["name"] == "clip_score_l14_top30"
     record_file.write_text(record_file.read_text().replace('"seed": 0', '"seed": 5'))

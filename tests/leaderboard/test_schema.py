@@ -1,4 +1,4 @@
-"""Records: a good one round-trips; tampered, malformed, misplaced or duplicate ones are rejected with the reason."""
+"""Records: a good one round-trips; tampered, malformed, misplaced or duplicate ones fail with a reason."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import json
 
 import numpy as np
 import pytest
-
-from filterbench.leaderboard.records import (load_records, make_record, oracle_counts, read_record, record_path,
-                                             selection_stats, write_record)
+from filterbench.leaderboard.records import (
+    load_records,
+    make_record,
+    oracle_counts,
+    read_record,
+    record_path,
+    selection_stats,
+    write_record,
+)
 from filterbench.leaderboard.schema import RECORD_VERSION, RecordError, record_digest, validate_record
 
 
@@ -119,7 +125,8 @@ def test_selection_stats_and_oracle_counts():
     schedule = np.array([[0, 1, 0], [0, 1, 2]])
     assert selection_stats(schedule, "schedule")["max_count"] == 2
     types = ["clean", "clean", "misaligned", "misaligned", "misaligned"]
-    assert oracle_counts(types, counts) == {"clean": {"total": 2, "kept": 1}, "misaligned": {"total": 3, "kept": 2}}
+    expected = {"clean": {"total": 2, "kept": 1}, "misaligned": {"total": 3, "kept": 2}}
+    assert oracle_counts(types, counts) == expected
     with pytest.raises(RecordError, match="oracle has 2 uids"):
         oracle_counts(types[:2], counts)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from filterbench.leaderboard.aggregate import Stat, group_slug, summarize, t_quantile_975
 
 P = 0.975
@@ -18,7 +17,8 @@ def _closed_form_df4(p: float) -> float:
 
 
 # closed forms of Student's t quantile for 1, 2 and 4 degrees of freedom (independent of the code under test)
-TABLE = {1: math.tan(math.pi * (P - 0.5)), 2: (2 * P - 1) / math.sqrt(2 * P * (1 - P)), 4: _closed_form_df4(P)}
+TABLE = {1: math.tan(math.pi * (P - 0.5)), 2: (2 * P - 1) / math.sqrt(2 * P * (1 - P)),
+         4: _closed_form_df4(P)}
 
 
 @pytest.mark.parametrize(("dof", "expected"), sorted(TABLE.items()))
