@@ -134,3 +134,21 @@ def test_selection_stats_and_oracle_counts():
 def test_record_path_uses_a_safe_file_name(fake_record, tmp_path):
     record = fake_record(recipe="a b/c")
     assert record_path(record, tmp_path).name.startswith("a_b_c-seed0-")
+
+
+def test_record_from_evaluation_summary(fake_record):
+    """The evaluation's summary (DataComp task list, one task missing) turns into a valid record."""
+    from filterbench.harness.evaluation.aggregate import aggregate_rows
+    from filterbench.harness.evaluation.tasklist import load_tasklist
+    from filterbench.leaderboard.records import from_eval_summary
+
+    tasklist = load_tasklist("datacomp_v1")
+    rows = [{"key": t.key, "dataset": t.name, "metrics": {"main_metric": 0.5}}
+            for t in tasklist.scored_tasks if t.key != "vtab/svhn"]
+    fields = from_eval_summary(aggregate_rows(rows, tasklist))
+    assert fields["group_order"] == ["ImageNet", "ImageNet dist. shifts", "VTAB", "Retrieval", "Average"]
+    assert fields["average_group"] == "Average" and fields["missing_tasks"] == ["vtab/svhn"]
+    assert fields["tasklist"]["sha256"] == tasklist.sha256
+    record = fake_record(**fields)
+    assert record["groups"]["VTAB"] is None and record["groups"]["ImageNet"] == 0.5
+    assert record["metrics"]["vtab/svhn"] is None and len(record["metrics"]) == 38
