@@ -89,6 +89,17 @@ class Axis:
             return list(self.fixed)
         return [t for t in nice_ticks(self.lo, self.hi) if self.lo - 1e-12 <= t <= self.hi + 1e-12]
 
+    def label(self, tick: float) -> str:
+        """Tick text: seconds on the log axis, else just enough decimals to tell neighbouring ticks apart."""
+        if self.fixed:
+            return f"{round(10 ** tick - 1):,}"
+        ticks = self.ticks()
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+        digits = 0
+        while digits < 8 and abs(step * 10 ** digits - round(step * 10 ** digits)) > 1e-6:
+            digits += 1
+        return f"{tick:.{digits}f}"
+
 
 def _wrap(label: str, width: int = 11) -> list[str]:
     """Words of a category label in lines of about ``width`` characters (bar slots are narrow)."""
@@ -101,10 +112,6 @@ def _wrap(label: str, width: int = 11) -> list[str]:
     return lines[:3] or [""]
 
 
-def _tick_label(value: float) -> str:
-    return f"{value:.3g}"
-
-
 def _open(title: str, n_legend: int) -> list[str]:
     width = LEFT + PLOT_W + 20 + LEGEND_W
     height = max(TOP + PLOT_H + BOTTOM, TOP + 18 * n_legend + 10)
@@ -113,19 +120,19 @@ def _open(title: str, n_legend: int) -> list[str]:
             f'<text x="{LEFT}" y="20" class="plot-title">{escape(title)}</text>']
 
 
-def _axes(x: Axis | None, y: Axis, x_label: str, y_label: str, x_tick_text=_tick_label) -> list[str]:
+def _axes(x: Axis | None, y: Axis, x_label: str, y_label: str) -> list[str]:
     bottom = TOP + PLOT_H
     parts = [f'<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" class="plot-area"/>']
     for t in y.ticks():
         py = _f(y(t))
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{py}" y2="{py}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{py}" class="tick" text-anchor="end" dy="4">'
-                     f"{_tick_label(t)}</text>")
+                     f"{y.label(t)}</text>")
     for t in (x.ticks() if x else []):
         px = _f(x(t))
         parts.append(f'<line x1="{px}" x2="{px}" y1="{bottom}" y2="{bottom + 5}" class="axis"/>'
                      f'<text x="{px}" y="{bottom + 18}" class="tick" text-anchor="middle">'
-                     f'{escape(x_tick_text(t))}</text>')
+                     f"{escape(x.label(t))}</text>")
     parts.append(f'<text x="{_f(LEFT + PLOT_W / 2)}" y="{bottom + 40}" class="axis-label" '
                  f'text-anchor="middle">{escape(x_label)}</text>')
     parts.append(f'<text transform="translate(16 {_f(TOP + PLOT_H / 2)}) rotate(-90)" class="axis-label" '
@@ -154,8 +161,7 @@ def scatter(points: list[Point], title: str, x_label: str, y_label: str, log_x: 
         x = Axis.fit([p.x for p in points], LEFT, LEFT + PLOT_W)
     y = Axis.fit([p.y - (p.y_err or 0) for p in points] + [p.y + (p.y_err or 0) for p in points],
                  TOP + PLOT_H, TOP)
-    tick_text = (lambda t: f"{round(10 ** t - 1):,}") if log_x else _tick_label
-    parts = _open(title, len(points)) + _axes(x, y, x_label, y_label, tick_text)
+    parts = _open(title, len(points)) + _axes(x, y, x_label, y_label)
     for p in points:
         px, py = _f(x(tx(p.x))), _f(y(p.y))
         tip = f"{p.series.name}: {x_label} {p.x:.4g}, {y_label} {p.y:.3f}"
