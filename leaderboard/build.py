@@ -150,7 +150,7 @@ def render_markdown(sections: list[Section], n_records: int) -> str:
     for section in sections:
         if section.scale != scale:
             scale = section.scale
-            lines += [f"## Scale `{md_escape(scale)}`", ""]
+            lines += [f"## Scale `{scale}`", ""]  # a code span needs no escaping; scales are identifiers
         lines += _md_section(section)
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -82,12 +82,27 @@ def record_path(record: dict[str, Any], records_dir: str | Path | None = None) -
 
 
 def write_record(record: dict[str, Any], records_dir: str | Path | None = None) -> Path:
-    """Validate ``record`` and write it atomically; return its path (replacing the run's earlier file)."""
-    validate_record(record, "record to write")
+    """Validate ``record`` and write it atomically; return its path.
+
+    A rerun supersedes the earlier record of the same run (same :func:`run_identity`, e.g. the same recipe and
+    seed retrained after a harness change): that file is removed, so the board never counts a seed twice and
+    the pull request shows the replacement.  Files that do not validate are left alone for a person to look at.
+    """
+    model = validate_record(record, "record to write")
     path = record_path(record, records_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for older in sorted(path.parent.glob("*.json")):
+        if older != path and _same_run(older, model):
+            older.unlink()
     write_json_atomic(path, record)
     return path
+
+
+def _same_run(path: Path, record: Record) -> bool:
+    try:
+        return run_identity(read_record(path)) == run_identity(record)
+    except RecordError:
+        return False
 
 
 def read_record(path: str | Path) -> Record:

@@ -152,3 +152,14 @@ def test_record_from_evaluation_summary(fake_record):
     record = fake_record(**fields)
     assert record["groups"]["VTAB"] is None and record["groups"]["ImageNet"] == 0.5
     assert record["metrics"]["vtab/svhn"] is None and len(record["metrics"]) == 38
+
+
+def test_a_rerun_replaces_the_earlier_record_of_the_same_run(fake_record, records_dir):
+    first = write_record(fake_record(seed=0), records_dir)
+    other_seed = write_record(fake_record(seed=1), records_dir)
+    rerun = fake_record(seed=0, keys={"pool": "a" * 16, "scores": [], "selection": "b" * 16, "train": "c" * 16,
+                                      "eval": "d" * 16})
+    second = write_record(rerun, records_dir)
+    assert second != first and not first.exists() and other_seed.exists()
+    loaded = load_records(records_dir)
+    assert len(loaded) == 2 and next(r for r in loaded if r.seed == 0).keys.eval == "d" * 16
