@@ -51,6 +51,20 @@ def batch_slices(order: np.ndarray, batch_size: int, remainder: str) -> list[np.
     return batches
 
 
+def logsumexp(x, dim: int):
+    """log sum exp along ``dim``, max-subtracted, with exponents clamped at -80.
+
+    Terms below e^-80 of the largest change the sum by under batch * e^-80 (relative), far below float32's
+    resolution, so the clamp leaves results unchanged; it keeps ``exp`` out of float32's denormal range, where
+    CPUs run it ~50x slower (at tau = 0.01 most of a batch lands there).
+    """
+    import torch
+
+    top = x.amax(dim=dim, keepdim=True)
+    summed = torch.exp((x - top).clamp_min(-80.0)).sum(dim=dim, keepdim=True)
+    return (top + torch.log(summed)).squeeze(dim)
+
+
 def batch_normalisers(image, text, temperature: float):
     """(tau/2 * row logsumexp, tau/2 * column logsumexp) of S = image @ text.T / tau, built in row blocks.
 
@@ -63,8 +77,8 @@ def batch_normalisers(image, text, temperature: float):
     cols = torch.full((len(text),), float("-inf"), dtype=image.dtype, device=image.device)
     for start in range(0, len(image), BLOCK_ROWS):
         block = image[start:start + BLOCK_ROWS] @ text.T / temperature
-        rows[start:start + len(block)] = torch.logsumexp(block, dim=1)
-        cols = torch.logaddexp(cols, torch.logsumexp(block, dim=0))
+        rows[start:start + len(block)] = logsumexp(block, dim=1)
+        cols = torch.logaddexp(cols, logsumexp(block, dim=0))
     return rows * (temperature / 2), cols * (temperature / 2)
 
 
