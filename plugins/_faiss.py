@@ -56,3 +56,21 @@ def flat_ip_index(vectors: np.ndarray):
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
+
+
+def train_kmeans(points: np.ndarray, clusters: int, niter: int, spherical: bool, seed: int,
+                 gpu: bool | None = None) -> np.ndarray:
+    """faiss k-means centroids (clusters, d) trained on every given point (no internal subsampling).
+
+    ``spherical`` normalises the points first and keeps unit-norm centroids (faiss's spherical mode does not
+    normalise inputs itself).  ``gpu`` None follows :func:`gpu_available`; False forces the CPU on a GPU host.
+    """
+    faiss = faiss_module()
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    if spherical:
+        faiss.normalize_L2(points)
+    kmeans = faiss.Kmeans(points.shape[1], clusters, niter=niter, seed=seed, spherical=spherical,
+                          max_points_per_centroid=max(1, len(points)), min_points_per_centroid=1,
+                          gpu=gpu_available() if gpu is None else gpu)
+    kmeans.train(points)
+    return np.asarray(kmeans.centroids, dtype=np.float32)

@@ -60,8 +60,8 @@ from filterbench.harness.contract import (Budget, Needs, Params, PoolBatch, Samp
 from filterbench.harness.errors import ParamsError, PluginError
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.seeding import derive_int_seed, derive_rng
-from filterbench.plugins._faiss import (faiss_module, flat_ip_index, gpu_available, max_inner_product,
-                                        to_device)
+from filterbench.plugins._faiss import (flat_ip_index, gpu_available, max_inner_product,
+                                        to_device, train_kmeans)
 
 log = logging.getLogger("filterbench.plugin.dynamics")
 
@@ -75,20 +75,6 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-
-
-def spherical_kmeans(points: np.ndarray, clusters: int, niter: int, seed: int, gpu: bool) -> np.ndarray:
-    """faiss spherical k-means on every given (unit-norm) point; unit-norm centroids (clusters, d).
-
-    ``image_clusters.train_kmeans`` always follows ``gpu_available()``; this one takes the GPU choice as an
-    argument (``gpu: never`` on a GPU host) and could move to ``_faiss.py``.
-    """
-    faiss = faiss_module()
-    points = np.ascontiguousarray(points, dtype=np.float32)
-    kmeans = faiss.Kmeans(points.shape[1], clusters, niter=niter, seed=seed, spherical=True,
-                          max_points_per_centroid=max(1, len(points)), min_points_per_centroid=1, gpu=gpu)
-    kmeans.train(points)
-    return l2_normalise(kmeans.centroids)
 
 
 def refine_centroids(centroids: np.ndarray, threshold: float, block: int = 1024) -> np.ndarray:
@@ -160,7 +146,7 @@ class DynamicsClustersScorer(Scorer):
         if len(points) > cap:
             points = points[np.sort(ctx.rng.choice(len(points), size=cap, replace=False))]
         seed = derive_int_seed(ctx.seed, "fit", self.name, "kmeans")
-        centroids = spherical_kmeans(points, k, p.niter, seed, use_gpu)
+        centroids = l2_normalise(train_kmeans(points, k, p.niter, spherical=True, seed=seed, gpu=use_gpu))
         kept = np.arange(k) if p.refine_threshold is None else refine_centroids(centroids, p.refine_threshold)
         np.save(ctx.state_dir / "centroids.npy", centroids[kept])
         np.save(ctx.state_dir / "kept.npy", kept)

@@ -50,8 +50,7 @@ from filterbench.harness.errors import ParamsError, PluginError
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.seeding import derive_int_seed
 from filterbench.harness.targets import TargetError, register_target_set, resolve_target
-from filterbench.plugins._faiss import (faiss_module, flat_ip_index, gpu_available, max_inner_product,
-                                        to_device)
+from filterbench.plugins._faiss import flat_ip_index, max_inner_product, to_device, train_kmeans
 from filterbench.plugins.language import captions, fasttext_token_count, get_detector
 
 
@@ -60,19 +59,6 @@ def caption_mask(texts: list[str], english: np.ndarray, min_tokens: int, min_cha
     tokens = np.array([fasttext_token_count(t) for t in texts], dtype=np.int64)
     chars = np.array([len(t) for t in texts], dtype=np.int64)
     return english & (tokens >= min_tokens) & (chars >= min_chars)
-
-
-def train_kmeans(points: np.ndarray, clusters: int, niter: int, spherical: bool, seed: int) -> np.ndarray:
-    """faiss k-means centroids (clusters, d) on every given point (no internal subsampling)."""
-    faiss = faiss_module()
-    points = np.ascontiguousarray(points, dtype=np.float32)
-    if spherical:
-        faiss.normalize_L2(points)
-    kmeans = faiss.Kmeans(points.shape[1], clusters, niter=niter, seed=seed, spherical=spherical,
-                          max_points_per_centroid=max(1, len(points)), min_points_per_centroid=1,
-                          gpu=gpu_available())
-    kmeans.train(points)
-    return np.asarray(kmeans.centroids, dtype=np.float32)
 
 
 class ImageClustersScorer(Scorer):
