@@ -2,11 +2,12 @@
 
 Card
     Paper: Shechter & Carmon, "Filter Like You Test: Data-Driven Data Filtering for CLIP Pretraining",
-        arXiv 2503.08805 (NeurIPS 2025).  SCS is the sampler of their best DataComp-medium result (M-FLYT + SCS).
-    Reference implementation: formll/FLYT ``examples.ipynb`` (commit 50035b3), functions ``soft_cap_sampling``
-        (rounds of ``batch_size`` draws without replacement from ``softmax(z)``, then ``z[drawn] -= alpha``) and
-        ``hard_cap_sampling`` (batches of i.i.d. draws from ``softmax(s)`` over uncapped items, a draw that hits
-        the cap being discarded).
+        arXiv 2503.08805 (NeurIPS 2025).  SCS is the sampler of their best DataComp-medium result
+        (M-FLYT + SCS).
+    Reference implementation: formll/FLYT ``examples.ipynb`` (commit 50035b3), functions
+        ``soft_cap_sampling`` (rounds of ``batch_size`` draws without replacement from ``softmax(z)``, then
+        ``z[drawn] -= alpha``) and ``hard_cap_sampling`` (batches of i.i.d. draws from ``softmax(s)`` over
+        uncapped items, a draw that hits the cap being discarded).
     What is sampled: ``budget.samples_seen`` draws, one at a time, from ``softmax(s - alpha * counts)`` (soft
         cap) or from ``softmax(s)`` restricted to items drawn fewer than ``cap`` times (hard cap).  The output
         is the count per uid.  By default this exact one-draw-at-a-time process is sampled by an exponential
@@ -33,13 +34,16 @@ import os
 
 import numpy as np
 import pydantic
-
 from filterbench.harness import contract
 from filterbench.harness.contract import Budget, Sampler, ScoreTable
 from filterbench.harness.errors import ParamsError
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.plugins.cap_race import (
-    Tuning, check_budget, hard_cap_law, race_counts, soft_cap_law,
+    Tuning,
+    check_budget,
+    hard_cap_law,
+    race_counts,
+    soft_cap_law,
 )
 
 
@@ -65,13 +69,14 @@ def _finite_scores(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """float64 copy of the scores with NaN/-inf set to -inf, and the mask of drawable items."""
     z = np.asarray(values, dtype=np.float64).copy()
     if np.isposinf(z).any():
-        raise ValueError("a score is +inf; scores are log-weights and must be finite (NaN/-inf = never drawn)")
+        raise ValueError("a score is +inf; scores are log-weights (NaN and -inf are never drawn)")
     ok = np.isfinite(z)
     z[~ok] = -np.inf
     return z, ok
 
 
-def soft_cap_batched(values: np.ndarray, n: int, alpha: float, batch: int, rng: np.random.Generator) -> np.ndarray:
+def soft_cap_batched(values: np.ndarray, n: int, alpha: float, batch: int,
+                     rng: np.random.Generator) -> np.ndarray:
     """FLYT's batched SCS: rounds of ``batch`` draws without replacement, then ``alpha`` off each drawn logit.
 
     A round's draws are a Plackett-Luce sample of size G from ``softmax(z)`` (the law of the notebook's
@@ -104,7 +109,8 @@ def _accepted(draws: np.ndarray, counts: np.ndarray, cap: int) -> np.ndarray:
     return counts[draws] + earlier < cap
 
 
-def hard_cap_batched(values: np.ndarray, n: int, cap: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+def hard_cap_batched(values: np.ndarray, n: int, cap: int, batch: int,
+                     rng: np.random.Generator) -> np.ndarray:
     """FLYT's batched HCS: i.i.d. batches from softmax over uncapped items; over-cap draws are discarded."""
     z, ok = _finite_scores(values)
     check_budget(n, hard_cap_law(cap), int(ok.sum()), len(z))
@@ -130,7 +136,7 @@ class SoftCapSampler(Sampler):
     class Params(contract.Params):
         column: str | None = pydantic.Field(None, description="score column; None = the only one")
         alpha: float = pydantic.Field(0.15, ge=0, description="repetition penalty (inf: no repeats)")
-        batch: int | None = pydantic.Field(None, ge=1, description="None = exact; G = FLYT's G draws per round")
+        batch: int | None = pydantic.Field(None, ge=1, description="None: exact; G: G draws per round")
 
     def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
         values = scores.column(self.params.column)
@@ -151,7 +157,7 @@ class HardCapSampler(Sampler):
     class Params(contract.Params):
         column: str | None = pydantic.Field(None, description="score column; None = the only one")
         cap: int = pydantic.Field(15, ge=1, description="most copies of one uid")
-        batch: int | None = pydantic.Field(None, ge=1, description="None = exact; B = FLYT's batches of B draws")
+        batch: int | None = pydantic.Field(None, ge=1, description="None: exact; B: batches of B draws")
 
     def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
         values = scores.column(self.params.column)

@@ -5,7 +5,8 @@ Skipped by the default test run (``--benchmark-skip``).  Run with::
     OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/benchmarks/test_bench_cap_sampling.py \
         -o addopts="--import-mode=importlib" --benchmark-only --benchmark-json=/tmp/bench_cap.json
 
-Sizes can be shrunk for a smoke run with ``FB_BENCH_CAP_M`` (default 10M) and ``FB_BENCH_CAP_BIG`` (default 128M).
+Sizes can be shrunk for a smoke run with ``FB_BENCH_CAP_M`` (default 10M) and ``FB_BENCH_CAP_BIG``
+(default 128M).
 Scores are N(0, 2.5^2), FLYT's notebook demo distribution; alpha = 0.15 (the released M-FLYT+SCS model).
 """
 
@@ -20,12 +21,11 @@ import time
 
 import numpy as np
 import pytest
-
 from filterbench.plugins import cap_race as cr
 from filterbench.plugins.cap_sampling import soft_cap_batched
 
-M = int(float(os.environ.get("FB_BENCH_CAP_M", 10_000_000)))
-BIG = int(float(os.environ.get("FB_BENCH_CAP_BIG", 128_000_000)))
+M = int(float(os.environ.get("FB_BENCH_CAP_M", "10e6")))
+BIG = int(float(os.environ.get("FB_BENCH_CAP_BIG", "128e6")))
 ALPHA = 0.15
 # FLYT's notebook: 100k draws per round for M = N = 128M, i.e. 1,280 rounds; keep that ratio at M
 G = max(1, round(M * 100_000 / 128_000_000))
@@ -46,7 +46,7 @@ def scores() -> np.ndarray:
 
 
 def notebook_soft_cap_rounds(z: np.ndarray, alpha: float, g: int, rounds: int, rng) -> list[np.ndarray]:
-    """A straightforward port of FLYT's ``soft_cap_sampling`` loop: softmax, choice without replacement, penalise.
+    """A straightforward port of FLYT's ``soft_cap_sampling`` loop: softmax, choice(replace=False), penalty.
 
     Runs ``rounds`` rounds on ``z`` in place and returns the drawn indices (the notebook concatenates them).
     """
@@ -61,23 +61,23 @@ def notebook_soft_cap_rounds(z: np.ndarray, alpha: float, g: int, rounds: int, r
 
 
 def _info(benchmark, **values) -> None:
-    benchmark.extra_info.update({"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                                 "load_avg_1m": os.getloadavg()[0], **values})
+    benchmark.extra_info.update({"cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+                                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), **values})
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_exact_soft_cap(benchmark, scores, threads):
     tuning = cr.Tuning(threads=threads)
-    counts = benchmark.pedantic(cr.race_counts, args=(scores, M, cr.soft_cap_law(ALPHA), np.random.default_rng(1),
-                                                      tuning), rounds=3, iterations=1)
+    args = (scores, M, cr.soft_cap_law(ALPHA), np.random.default_rng(1), tuning)
+    counts = benchmark.pedantic(cr.race_counts, args=args, rounds=3, iterations=1)
     assert counts.sum() == M
     _info(benchmark, M=M, N=M, alpha=ALPHA, threads=threads, distinct=int(np.count_nonzero(counts)),
           max_count=int(counts.max()))
 
 
 def test_exact_hard_cap(benchmark, scores):
-    counts = benchmark.pedantic(cr.race_counts, args=(scores, M, cr.hard_cap_law(15), np.random.default_rng(1),
-                                                      cr.Tuning(threads=2)), rounds=3, iterations=1)
+    args = (scores, M, cr.hard_cap_law(15), np.random.default_rng(1), cr.Tuning(threads=2))
+    counts = benchmark.pedantic(cr.race_counts, args=args, rounds=3, iterations=1)
     assert counts.max() <= 15
     _info(benchmark, M=M, N=M, cap=15, threads=2, distinct=int(np.count_nonzero(counts)))
 
@@ -97,15 +97,17 @@ def test_notebook_batched_soft_cap(benchmark, scores):
     """Times ROUNDS_MEASURED rounds (each costs O(M), independent of the round index) and extrapolates."""
     z = scores.astype(np.float64)
     rng = np.random.default_rng(2)
-    benchmark.pedantic(notebook_soft_cap_rounds, args=(z, ALPHA, G, ROUNDS_MEASURED, rng), rounds=1, iterations=1)
-    _extrapolate(benchmark, scores, benchmark.stats.stats.mean / ROUNDS_MEASURED, "notebook choice(replace=False)")
+    args = (z, ALPHA, G, ROUNDS_MEASURED, rng)
+    benchmark.pedantic(notebook_soft_cap_rounds, args=args, rounds=1, iterations=1)
+    per_round = benchmark.stats.stats.mean / ROUNDS_MEASURED
+    _extrapolate(benchmark, scores, per_round, "notebook choice(replace=False)")
 
 
 def test_gumbel_batched_soft_cap(benchmark, scores):
     """Our ``batch=G`` form (Gumbel top-G per round), same extrapolation."""
     n = ROUNDS_MEASURED * G
-    counts = benchmark.pedantic(soft_cap_batched, args=(scores, n, ALPHA, G, np.random.default_rng(3)), rounds=1,
-                                iterations=1)
+    args = (scores, n, ALPHA, G, np.random.default_rng(3))
+    counts = benchmark.pedantic(soft_cap_batched, args=args, rounds=1, iterations=1)
     assert counts.sum() == n
     _extrapolate(benchmark, scores, benchmark.stats.stats.mean / ROUNDS_MEASURED, "gumbel top-G (batch=G)")
 
@@ -119,7 +121,8 @@ from filterbench.plugins import cap_race as cr
 scores = _scores({size})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-counts = cr.race_counts(scores, {size}, cr.soft_cap_law({alpha}), np.random.default_rng(1), cr.Tuning(threads=2))
+law, tuning = cr.soft_cap_law({alpha}), cr.Tuning(threads=2)
+counts = cr.race_counts(scores, {size}, law, np.random.default_rng(1), tuning)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(dict(seconds=seconds, peak_rss_kib=peak, rss_before_kib=before, sum=int(counts.sum()),

@@ -16,12 +16,15 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-
 from filterbench.harness.contract import ScoreTable
 from filterbench.harness.errors import ParamsError
 from filterbench.plugins import cap_race as cr
 from filterbench.plugins.cap_sampling import (
-    HardCapSampler, SoftCapSampler, hard_cap_batched, register_samplers, soft_cap_batched,
+    HardCapSampler,
+    SoftCapSampler,
+    hard_cap_batched,
+    register_samplers,
+    soft_cap_batched,
 )
 from filterbench.testing import check_sampler
 
@@ -89,8 +92,8 @@ def _tv_laws(a: dict, b: dict) -> float:
 def tv_bound(law: dict, runs: int, fail_prob: float = 1e-6) -> float:
     """Bound on TV(empirical, law) that holds with probability >= 1 - fail_prob for ``runs`` i.i.d. draws.
 
-    E[TV] <= 1/2 sum_k E|p_hat_k - p_k| <= 1/2 sum_k sqrt(p_k (1 - p_k) / runs)   (Jensen), and TV changes by at
-    most 1/runs when one draw changes, so McDiarmid gives P(TV >= E[TV] + t) <= exp(-2 t^2 runs).
+    E[TV] <= 1/2 sum_k E|p_hat_k - p_k| <= 1/2 sum_k sqrt(p_k (1 - p_k) / runs) (Jensen), and TV changes by
+    at most 1/runs when one draw changes, so McDiarmid gives P(TV >= E[TV] + t) <= exp(-2 t^2 runs).
     """
     p = np.array(list(law.values()))
     return 0.5 * np.sqrt(p * (1 - p) / runs).sum() + math.sqrt(math.log(1 / fail_prob) / (2 * runs))
@@ -136,9 +139,11 @@ def test_reference_laws_agree_on_their_special_cases():
     ss = plackett_luce_rounds_law(s, 2, 0.0, 2)  # one round of 2 = successive sampling
     assert _tv_laws(sequential_law(s, 2, alpha=60.0), ss) < 1e-12  # alpha -> inf
     assert _tv_laws(sequential_law(s, 2, cap=1), ss) < 1e-12  # cap 1
-    assert _tv_laws(plackett_luce_rounds_law(s, 4, 0.7, 1), sequential_law(s, 4, 0.7)) < 1e-12  # G = 1 is exact
+    # batches of G = 1 are the exact process
+    assert _tv_laws(plackett_luce_rounds_law(s, 4, 0.7, 1), sequential_law(s, 4, 0.7)) < 1e-12
     # the Monte-Carlo bound below can tell apart laws that differ this much
-    assert _tv_laws(sequential_law(s, 4, 0.7), sequential_law(s, 4, 0.0)) > 2 * tv_bound(sequential_law(s, 4), 20000)
+    bound = tv_bound(sequential_law(s, 4), 20000)
+    assert _tv_laws(sequential_law(s, 4, 0.7), sequential_law(s, 4, 0.0)) > 2 * bound
 
 
 # --------------------------------------------------------------------------- exact sampler: law
@@ -169,14 +174,15 @@ def test_alpha_zero_is_multinomial_and_alpha_inf_is_successive_sampling():
     s = [0.2, -0.4, 1.1, 0.0]
     runs = 20000
     multi = multinomial_law(s, 4)
-    assert empirical_tv(race_replicas(s, 4, cr.soft_cap_law(0.0), _key(1), runs), multi) <= tv_bound(multi, runs)
+    draws = race_replicas(s, 4, cr.soft_cap_law(0.0), _key(1), runs)
+    assert empirical_tv(draws, multi) <= tv_bound(multi, runs)
     succ = plackett_luce_rounds_law(s, 3, 0.0, 3)
     draws = race_replicas(s, 3, cr.soft_cap_law(math.inf), _key(2), runs)
     assert draws.max() == 1
     assert empirical_tv(draws, succ) <= tv_bound(succ, runs)
 
 
-# --------------------------------------------------------------------------- exact sampler: bit-exact code path
+# --------------------------------------------------------------------------- exact sampler: bit-exact path
 
 BIG_TUNING = cr.Tuning()
 TINY_TUNING = cr.Tuning(chunk=7, block=5, sub_items=13, heavy_items=2)
