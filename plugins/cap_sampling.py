@@ -80,7 +80,8 @@ def soft_cap_batched(values: np.ndarray, n: int, alpha: float, batch: int,
     """FLYT's batched SCS: rounds of ``batch`` draws without replacement, then ``alpha`` off each drawn logit.
 
     A round's draws are a Plackett-Luce sample of size G from ``softmax(z)`` (the law of the notebook's
-    ``np.random.choice(replace=False, p=...)``), taken as the top G of ``z + Gumbel`` noise.
+    ``np.random.choice(replace=False, p=...)``), taken as the top G of ``z + Gumbel`` noise; the Gumbel
+    variates are ``-log E`` with ``E ~ Exp(1)`` (numpy's ziggurat exponential: one log instead of two).
     """
     z, ok = _finite_scores(values)
     check_budget(n, soft_cap_law(alpha), int(ok.sum()), len(z))
@@ -90,7 +91,7 @@ def soft_cap_batched(values: np.ndarray, n: int, alpha: float, batch: int,
     left = n
     while left:
         g = min(batch, left)
-        keys = z + rng.gumbel(size=len(z))
+        keys = z - np.log(rng.standard_exponential(len(z)))
         top = np.argpartition(keys, len(z) - g)[len(z) - g:]
         counts[top] += 1
         z[top] -= alpha  # inf alpha: never again

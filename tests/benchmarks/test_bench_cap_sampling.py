@@ -103,6 +103,21 @@ def test_notebook_batched_soft_cap(benchmark, scores):
     _extrapolate(benchmark, scores, per_round, "notebook choice(replace=False)")
 
 
+def test_notebook_batched_soft_cap_full_run_small(benchmark):
+    """Checks the extrapolation: the whole notebook loop at M = N = M/10 (same G/M), against 5 rounds x rounds."""
+    size = M // 10
+    g = max(1, round(size * 100_000 / 128_000_000))
+    z, rng = _scores(size).astype(np.float64), np.random.default_rng(4)
+    start = time.perf_counter()
+    notebook_soft_cap_rounds(z.copy(), ALPHA, g, ROUNDS_MEASURED, rng)
+    per_round = (time.perf_counter() - start) / ROUNDS_MEASURED
+    rounds = math.ceil(size / g)
+    drawn = benchmark.pedantic(notebook_soft_cap_rounds, args=(z, ALPHA, g, rounds, rng), rounds=1, iterations=1)
+    assert sum(len(d) for d in drawn) == rounds * g
+    _info(benchmark, M=size, N=size, alpha=ALPHA, G=g, rounds=rounds, per_round_s_first_rounds=per_round,
+          extrapolated_total_s=per_round * rounds, measured_total_s=benchmark.stats.stats.mean)
+
+
 def test_gumbel_batched_soft_cap(benchmark, scores):
     """Our ``batch=G`` form (Gumbel top-G per round), same extrapolation."""
     n = ROUNDS_MEASURED * G
