@@ -314,7 +314,7 @@ def _subsample(scores: np.ndarray, tuning: Tuning) -> tuple[np.ndarray, np.ndarr
     return np.r_[heavy, light], weights, len(light)
 
 
-def _calibrate(scores, top, n, law, key, tuning) -> tuple[float, float, float]:
+def _calibrate(scores, top, n, law, key, tuning) -> tuple[float, float, float, int]:
     """A time window [lo, hi] whose firing count should bracket n, from an exact race on a subsample."""
     ids, weights, light = _subsample(scores, tuning)
     items = _Items(key, law, scores, top, ids, len(ids), tuning.block)
@@ -330,7 +330,7 @@ def _calibrate(scores, top, n, law, key, tuning) -> tuple[float, float, float]:
         j = np.searchsorted(cum, target)
         return float(sorted_times[j]) if target > w_snap and j < len(cum) else default
 
-    return time_at(n_lo, h_snap), time_at(n_hi, h_end), delta
+    return time_at(n_lo, h_snap), time_at(n_hi, h_end), delta, len(ids) - light
 
 
 class _Pool:
@@ -388,12 +388,12 @@ def _run_window(pool: _Pool, n: int, lo: float, hi: float, delta: float):
 
 def _pool_race(scores, top, n, law, key, tuning, stats) -> np.ndarray:
     """Run the pool to the calibrated ``lo``, record firings up to ``hi`` (extended if short), keep n."""
-    lo, hi, delta = _calibrate(scores, top, n, law, key, tuning)
+    lo, hi, delta, heavy = _calibrate(scores, top, n, law, key, tuning)
     with ThreadPoolExecutor(tuning.threads) if tuning.threads > 1 else contextlib.nullcontext() as executor:
         pool = _Pool(scores, top, law, key, tuning, executor)
         info, (times, ids) = _run_window(pool, n, lo, hi, delta)
     _reject_late(pool.cnt, times, ids, n - info["total_lo"])
-    stats.update(path="pool", delta=delta, window=len(times), **info)
+    stats.update(path="pool", delta=delta, heavy=heavy, window=len(times), **info)
     return pool.cnt
 
 

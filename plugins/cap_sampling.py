@@ -16,7 +16,9 @@ Card
         for soft_cap it caps every count at the number of rounds and flattens the sample when G is large).
     Scores: one column (``column``; default the only one), used as log-weights at temperature 1: adding a
         constant changes nothing, multiplying changes the sample.  NaN and -inf scores are never drawn; +inf
-        is an error.  hard_cap needs ``samples_seen <= cap x (number of finite scores)``.
+        is an error.  hard_cap needs ``samples_seen <= cap x (number of finite scores)``.  Event times are
+        float64, so a budget that can only be filled by drawing items more than about 700 nats below the top
+        score (relative weight below e^-700) fails with a clear error instead of sampling.
     Determinism: the exact sampler takes one 64-bit key from the stage's rng; the counts are a function of
         (key, scores, budget, params) only, never of internal horizon guesses, chunking or thread count.
     Params:

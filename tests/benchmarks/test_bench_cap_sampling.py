@@ -104,7 +104,7 @@ def test_notebook_batched_soft_cap(benchmark, scores):
 
 
 def test_notebook_batched_soft_cap_full_run_small(benchmark):
-    """Checks the extrapolation: the whole notebook loop at M = N = M/10 (same G/M), against 5 rounds x rounds."""
+    """Checks the extrapolation: the whole notebook loop at M = N = M/10 (same G/M) vs 5 rounds x rounds."""
     size = M // 10
     g = max(1, round(size * 100_000 / 128_000_000))
     z, rng = _scores(size).astype(np.float64), np.random.default_rng(4)
@@ -112,7 +112,8 @@ def test_notebook_batched_soft_cap_full_run_small(benchmark):
     notebook_soft_cap_rounds(z.copy(), ALPHA, g, ROUNDS_MEASURED, rng)
     per_round = (time.perf_counter() - start) / ROUNDS_MEASURED
     rounds = math.ceil(size / g)
-    drawn = benchmark.pedantic(notebook_soft_cap_rounds, args=(z, ALPHA, g, rounds, rng), rounds=1, iterations=1)
+    args = (z, ALPHA, g, rounds, rng)
+    drawn = benchmark.pedantic(notebook_soft_cap_rounds, args=args, rounds=1, iterations=1)
     assert sum(len(d) for d in drawn) == rounds * g
     _info(benchmark, M=size, N=size, alpha=ALPHA, G=g, rounds=rounds, per_round_s_first_rounds=per_round,
           extrapolated_total_s=per_round * rounds, measured_total_s=benchmark.stats.stats.mean)

@@ -219,10 +219,12 @@ def test_production_race_equals_brute_force_bit_for_bit(law):
 
 def test_counts_do_not_depend_on_tuning_at_moderate_size():
     s = np.random.default_rng(3).normal(0, 2.5, 20000).astype(np.float32)
-    law = cr.soft_cap_law(0.15)
-    runs = [cr.race_counts(s, 30000, law, np.random.default_rng(9), t) for t in
-            (cr.Tuning(), cr.Tuning(chunk=1000, sub_items=2000, heavy_items=50, threads=2), TIGHT_TUNING)]
+    law, stats = cr.soft_cap_law(0.15), {}
+    stratified = cr.Tuning(chunk=1000, sub_items=2000, heavy_items=200, threads=2)
+    runs = [cr.race_counts(s, 30000, law, np.random.default_rng(9), t, stats) for t in
+            (cr.Tuning(), TIGHT_TUNING, stratified)]
     assert runs[0].tobytes() == runs[1].tobytes() == runs[2].tobytes()
+    assert stats["path"] == "pool" and stats["heavy"] > 0  # the heavy stratum of the calibration was used
 
 
 def test_multinomial_moments_at_larger_n():
@@ -295,6 +297,13 @@ def test_hard_cap_refuses_budget_above_capacity(sampler):
     s = np.r_[np.zeros(8), np.nan, -np.inf]
     with pytest.raises(ParamsError, match=r"hard_cap.*17 exceeds cap 2 x 8 drawable"):
         sampler(s, 17, 0)
+
+
+def test_score_range_beyond_float64_fails_clearly():
+    with pytest.raises(ParamsError, match="hard_cap.*overflow float64"):
+        HardCapSampler(cap=1)(np.r_[0.0, np.full(10, -800.0)], 5, 0)
+    with pytest.raises(ParamsError, match="soft_cap.*overflow float64"):
+        SoftCapSampler(alpha=0.15)(np.r_[0.0, -800.0], 6000, 0)
 
 
 def test_soft_cap_without_replacement_limits():
