@@ -129,46 +129,62 @@ def hard_cap_batched(values: np.ndarray, n: int, cap: int, batch: int,
     return counts
 
 
-class SoftCapSampler(Sampler):
+class _CapSampler(Sampler):
+    """What soft and hard cap share: one score column read as log-weights, exact race or batched form."""
+
+    mode = "multiset"
+
+    def law(self):
+        raise NotImplementedError
+
+    def batched(self, values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        # log-weights at temperature T: softmax(scores / T); T = 1 reads the scores as they are
+        values = np.asarray(scores.column(self.params.column), dtype=np.float64) / self.params.temperature
+        with _params_errors(self.name):
+            if self.params.batch is None:
+                return race_counts(values, budget.samples_seen, self.law(), rng, _tuning())
+            return self.batched(values, budget.samples_seen, rng)
+
+
+class SoftCapSampler(_CapSampler):
     """Soft Cap Sampling: each draw of a uid lowers its logit by ``alpha`` (FLYT)."""
 
     name = "soft_cap"
     version = 1
-    mode = "multiset"
 
     class Params(contract.Params):
         column: str | None = pydantic.Field(None, description="score column; None = the only one")
         alpha: float = pydantic.Field(0.15, ge=0, description="repetition penalty (inf: no repeats)")
         batch: int | None = pydantic.Field(None, ge=1, description="None: exact; G: G draws per round")
+        temperature: float = pydantic.Field(1.0, gt=0, description="scores are divided by it (log-weights)")
 
-    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
-        values = scores.column(self.params.column)
-        alpha, batch = self.params.alpha, self.params.batch
-        with _params_errors(self.name):
-            if batch is None:
-                return race_counts(values, budget.samples_seen, soft_cap_law(alpha), rng, _tuning())
-            return soft_cap_batched(values, budget.samples_seen, alpha, batch, rng)
+    def law(self):
+        return soft_cap_law(self.params.alpha)
+
+    def batched(self, values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        return soft_cap_batched(values, n, self.params.alpha, self.params.batch, rng)
 
 
-class HardCapSampler(Sampler):
+class HardCapSampler(_CapSampler):
     """Hard Cap Sampling: draws from softmax(scores), a uid being masked once drawn ``cap`` times (FLYT)."""
 
     name = "hard_cap"
     version = 1
-    mode = "multiset"
 
     class Params(contract.Params):
         column: str | None = pydantic.Field(None, description="score column; None = the only one")
         cap: int = pydantic.Field(15, ge=1, description="most copies of one uid")
         batch: int | None = pydantic.Field(None, ge=1, description="None: exact; B: batches of B draws")
+        temperature: float = pydantic.Field(1.0, gt=0, description="scores are divided by it (log-weights)")
 
-    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
-        values = scores.column(self.params.column)
-        cap, batch = self.params.cap, self.params.batch
-        with _params_errors(self.name):
-            if batch is None:
-                return race_counts(values, budget.samples_seen, hard_cap_law(cap), rng, _tuning())
-            return hard_cap_batched(values, budget.samples_seen, cap, batch, rng)
+    def law(self):
+        return hard_cap_law(self.params.cap)
+
+    def batched(self, values: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        return hard_cap_batched(values, n, self.params.cap, self.params.batch, rng)
 
 
 @hookimpl

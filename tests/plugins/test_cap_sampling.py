@@ -351,3 +351,15 @@ def test_column_choice_registration_and_params():
     assert [c.name for c in registered] == ["soft_cap", "hard_cap"]
     assert all(c.mode == "multiset" for c in registered)
     assert SoftCapSampler(column="x").score_columns() == ("x",)
+
+
+def test_temperature_divides_the_log_weights():
+    from filterbench import get_sampler
+
+    scores = np.random.default_rng(4).normal(0, 0.1, 500).astype(np.float32)
+    for name, params in (("soft_cap", {"alpha": 0.15}), ("hard_cap", {"cap": 3})):
+        hot = get_sampler(name, temperature=0.01, **params)(scores, 800, 9)
+        scaled = get_sampler(name, **params)(scores.astype(np.float64) * 100, 800, 9)
+        plain = get_sampler(name, **params)(scores, 800, 9)
+        assert np.array_equal(hot, scaled) and not np.array_equal(hot, plain)
+        assert hot.sum() == 800
