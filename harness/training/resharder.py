@@ -16,16 +16,14 @@ Output, under ``data/``: ``segNNN/KKKKKKKK.tar`` (equal-sized shards: resampling
 shard would over-weight its samples, DataComp trap 8), ``segNNN/KKKKKKKK.idx.npy`` (byte offset of every sample
 plus the end, so the planned loader can read any slice), ``segNNN/sizes.json`` (open_clip's shard-size table)
 and ``layout.json``.  Shards are written to a temporary name and renamed, with fixed tar metadata, so a rerun
-produces the same bytes.
+produces the same bytes (plain ustar members with fixed owner, mode and mtime: :mod:`.tarformat`).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +31,7 @@ import numpy as np
 
 from filterbench.harness.executor import run_units
 from filterbench.harness.store import Building, write_json_atomic
+from filterbench.harness.training import tarformat
 from filterbench.harness.training.plan import Plan, copy_numbers
 from filterbench.harness.training.tarindex import SampleTable, build_table, index_tar, save_index
 from filterbench.harness.uids import pairs_to_hex
@@ -123,26 +122,19 @@ def _write_shard(root: Path, unit: ShardUnit, rows: np.ndarray, copies: np.ndarr
     keys = pairs_to_hex(pool_uids[rows])
     target = root / unit.tar
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    offsets = []
+    offsets = [0]
     with open(tmp, "wb") as handle:
-        with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for row, key, copy in zip(rows.tolist(), keys.tolist(), copies.tolist()):
-                offsets.append(tar.offset)
-                for ext, data in payload[row]:
-                    tar.addfile(_member(f"{key}-{copy}.{ext}", len(data)), io.BytesIO(data))
-            offsets.append(tar.offset)
+        for row, key, copy in zip(rows.tolist(), keys.tolist(), copies.tolist()):
+            for ext, data in payload[row]:
+                handle.write(tarformat.member(f"{key}-{copy}.{ext}", data))
+            offsets.append(handle.tell())
+        handle.write(tarformat.END_OF_ARCHIVE)
         handle.flush()
         os.fsync(handle.fileno())
     index_tmp = root / f"{unit.idx}.tmp-{os.getpid()}.npy"
     np.save(index_tmp, np.asarray(offsets, dtype=np.int64))
     os.replace(tmp, target)
     os.replace(index_tmp, root / unit.idx)
-
-
-def _member(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = size, 0, 0o644  # fixed metadata: identical bytes on every rerun
-    return info
 
 
 def read_samples(table: SampleTable, rows: np.ndarray) -> dict[int, list[tuple[str, bytes]]]:

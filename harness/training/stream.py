@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import os
-import tarfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from filterbench.harness.training import tarformat
 from filterbench.harness.training.tarindex import IMAGE_EXTS, TEXT_EXT
 
 log = logging.getLogger("filterbench.train")
@@ -41,8 +41,8 @@ class PlannedSegments(IterableDataset):
     Args:
         data_dir: the folder holding ``layout.json`` and the ``segNNN/`` shard folders.
         layout: the resharder's layout.
-        batches: global batches per segment.
-        global_batch, rank, world_size: the batch split over processes.
+        batches: batches per segment (micro-batches with gradient accumulation).
+        global_batch, rank, world_size: samples per batch over all processes, and their split.
         shared_epoch: open_clip_train's ``SharedEpoch`` (set by ``DataInfo.set_epoch`` before each epoch).
         preprocess: open_clip's train transform; ``tokenizer``: the model's tokenizer.
     """
@@ -89,12 +89,11 @@ class PlannedSegments(IterableDataset):
         lo, hi = int(offsets[first]), int(offsets[last])
         raw = os.pread(self._fds[path], hi - lo, lo)
         samples: list[dict[str, bytes]] = []
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                if not samples or samples[-1]["__key__"] != key:
-                    samples.append({"__key__": key})
-                samples[-1][ext.lower()] = tar.extractfile(member).read()
+        for name, offset, size in tarformat.scan(io.BytesIO(raw)):
+            key, _, ext = name.partition(".")
+            if not samples or samples[-1]["__key__"] != key:
+                samples.append({"__key__": key})
+            samples[-1][ext.lower()] = raw[offset:offset + size]
         return samples
 
     # -- decoding ----------------------------------------------------------------------------------------------
@@ -141,12 +140,18 @@ def planned_data_info(args: Any, preprocess_train: Callable, tokenizer: Callable
     """open_clip_train's ``DataInfo`` for the planned loader (same DataLoader settings as its webdataset path)."""
     from open_clip_train.data import DataInfo, SharedEpoch
 
-    global_batch = args.batch_size * args.world_size
+    # with gradient accumulation an optimizer step takes accum_freq consecutive (micro) batches of every rank,
+    # i.e. one planned global batch cut into accum_freq contiguous slices
+    micro_steps = batches * args.accum_freq
+    micro_batch = args.batch_size * args.world_size
     shared_epoch = SharedEpoch(epoch=epoch)
-    dataset = PlannedSegments(data_dir, layout, batches, global_batch, args.rank, args.world_size, shared_epoch,
+    dataset = PlannedSegments(data_dir, layout, micro_steps, micro_batch, args.rank, args.world_size, shared_epoch,
                               preprocess_train, tokenizer)
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=args.workers,
                         persistent_workers=args.workers > 0)
-    loader.num_batches = batches
-    loader.num_samples = batches * global_batch
+    loader.num_batches = micro_steps
+    loader.num_samples = micro_steps * micro_batch
+    if loader.num_samples != layout["segments"][0]["samples"]:
+        raise RuntimeError(f"planned loader: {micro_steps} batches of {micro_batch} do not cover a segment of "
+                           f"{layout['segments'][0]['samples']} samples (batch size or world size changed?)")
     return DataInfo(dataloader=loader, shared_epoch=shared_epoch)

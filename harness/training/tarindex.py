@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from filterbench.harness.training import tarformat
 from filterbench.harness.uids import UID_DTYPE, hex_to_pairs
 
 log = logging.getLogger("filterbench.train")
@@ -31,19 +32,18 @@ def index_tar(path: Path) -> dict[str, np.ndarray]:
     ``ext``, ``offset``, ``size`` per file).  Unreadable tars and uid-less samples are skipped with a warning."""
     samples: dict[str, dict] = {}
     try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                folder, _, base = member.name.rpartition("/")
+        with open(path, "rb") as handle:
+            for name, offset, size in tarformat.scan(handle):
+                folder, _, base = name.rpartition("/")
                 stem, dot, ext = base.partition(".")
                 if not dot:
                     continue
                 entry = samples.setdefault(f"{folder}/{stem}", {"files": [], "uid": None})
-                entry["files"].append((ext.lower(), member.offset_data, member.size))
+                entry["files"].append((ext.lower(), offset, size))
                 if ext.lower() == "json":
-                    entry["uid"] = _uid_of(tar.extractfile(member).read())
-    except (tarfile.TarError, OSError) as exc:
+                    handle.seek(offset)
+                    entry["uid"] = _uid_of(handle.read(size))
+    except (tarfile.TarError, OSError, ValueError) as exc:
         log.warning("%s: unreadable tar shard skipped (%s: %s)", path, type(exc).__name__, exc)
     return _as_arrays(path, samples)
 
