@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -37,6 +38,7 @@ from filterbench.harness.training.launcher import ATTEMPTS, DONE_MARKER, LaunchS
 from filterbench.harness.training.plan import PLANNED_MODES, FeedBudget, TrainError, build_plan, feed_budget
 
 TRAIN_RECIPE_VERSION = 1
+log = logging.getLogger("filterbench.train")
 LAUNCHERS = ("inprocess", "torchrun", "slurm")
 COSTS = "costs.jsonl"
 
@@ -90,6 +92,8 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
     label = f"{selection.manifest.get('label', 'selection')}-{scale_row.name}"
     done = store.get("train", label, key)
     if done is not None:
+        if count_fed and not done.manifest.get("fed_counted"):
+            log.warning("%s was trained without fed-uid counting; it is reused as is (no fed/ records)", done.path)
         return done
     context = {"selection": selection, "scale": scale_row, "official": official, "overrides": overrides or {},
                "seed": seed, "budget": budget, "world": world, "launcher": launcher}

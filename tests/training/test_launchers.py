@@ -67,7 +67,8 @@ def test_cli_prints_the_artifact_folder_last(train_store, selections, tiny):
     from filterbench.harness.cli.train_cmds import train
 
     sets = [arg for knob, value in tiny.items() for arg in ("--set", f"{knob}={value}")]
-    args = [selections["subset"].key[:8], "--scale", "nano-xs", "--workdir", str(train_store.root), *sets]
+    args = [selections["subset"].key[:8], "--scale", "nano-xs", "--seed", "5", "--workdir", str(train_store.root),
+            *sets]
     result = CliRunner().invoke(train, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]

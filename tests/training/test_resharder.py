@@ -98,3 +98,28 @@ def test_an_unreadable_pool_tar_is_skipped_not_fatal(tmp_path):
     _, plan, layout, _ = reshard(Store(tmp_path / "s"), pool, np.full(200, 3))
     assert plan.stats["missing_uids"] == 100 and plan.stats["missing_samples"] == 300
     assert sum(s["samples"] for s in layout["segments"]) == 600
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_tar_scanner_agrees_with_tarfile(tmp_path, fmt):
+    import io
+
+    from filterbench.harness.training import tarformat
+
+    path = tmp_path / "t.tar"
+    long_name = "d" * 60 + "/" + "k" * 70 + ".json" if fmt != tarfile.USTAR_FORMAT else "short/k.json"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, data in (("a.jpg", b"\xff" * 700), (long_name, b"{}"), ("empty.txt", b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        folder = tarfile.TarInfo("folder")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+    with tarfile.open(path) as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
+    with open(path, "rb") as handle:
+        assert list(tarformat.scan(handle)) == expected
+    written = tarformat.member("x-0.txt", b"hello") + tarformat.END_OF_ARCHIVE
+    with tarfile.open(fileobj=io.BytesIO(written)) as tar:
+        assert [(m.name, tar.extractfile(m).read(), m.mtime, m.mode) for m in tar] == [("x-0.txt", b"hello", 0, 0o644)]
