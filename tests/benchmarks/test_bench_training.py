@@ -1,0 +1,132 @@
+"""Harness training vs calling open_clip_train directly, on the same shards (goal: overhead <= 5%).
+
+Skipped by the default run (``--benchmark-skip``).  Run on an otherwise idle machine (trap 5):
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/benchmarks/test_bench_training.py --benchmark-only \
+        --benchmark-json=bench-training.json
+
+The shards come from the train stage itself (``--launcher slurm`` prepares data and the launch spec without
+training), for a subset selection (half of a fabricated 8,192-uid pool) and a multiset one.  Each round starts a
+fresh process with a fresh run folder:
+
+- ``harness``: ``python -m filterbench.harness.training.launcher LAUNCH.json`` (model registration, the
+  trap patches, the get_data wrapper and FeedMeter, then ``open_clip_train.main.main(argv)``);
+- ``direct``: a 5-line script doing only what open_clip_train needs to run on this stack at all (register the
+  model config, the trap-2 patch) and then ``main(argv)`` with the same argv on the same shards.
+
+``FILTERBENCH_BENCH_SCALE`` picks the scale (default ``nano-xs``; ``nano`` takes ~10 min a round on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCALE = os.environ.get("FILTERBENCH_BENCH_SCALE", "nano-xs")
+ROUNDS = int(os.environ.get("FILTERBENCH_BENCH_ROUNDS", "2"))
+
+DIRECT = """
+import functools, sys, webdataset, open_clip, open_clip_train.data
+from open_clip_train.main import main
+open_clip.add_model_config(sys.argv[1])
+open_clip_train.data.tar_file_expander = functools.partial(webdataset.tariterators.tar_file_expander, eof_value=None)
+sys.exit(1 if main(sys.argv[2:]) == -1 else 0)
+"""
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Launch specs (with their shards) for a subset and a multiset selection at the benchmark scale."""
+    from filterbench import get_sampler, get_scorer
+    from filterbench.harness.contract import Sampler
+    from filterbench.harness.pool import Pool
+    from filterbench.harness.scales import get_scale
+    from filterbench.harness.stages.sample import run_sample
+    from filterbench.harness.stages.score import run_score
+    from filterbench.harness.stages.train import run_train
+    from filterbench.harness.store import Store
+    from filterbench.testing import fabricate_pool
+
+    class Spread(Sampler):
+        """A multiset with every uid of the pool about equally often."""
+
+        name, mode = "bench_spread", "multiset"
+
+        def sample(self, scores, budget, rng):
+            base, extra = divmod(budget.samples_seen, budget.pool_size)
+            counts = np.full(budget.pool_size, base)
+            counts[rng.choice(budget.pool_size, extra, replace=False)] += 1
+            return counts
+
+    root = tmp_path_factory.mktemp("bench_training")
+    scale = get_scale(SCALE)
+    pool = fabricate_pool(root / "pool", rows=scale.pool_size or 8192, shards=2, rows_per_tar=2048)
+    store = Store(root / "work")
+    scores = run_score(store, Pool(pool), get_scorer("clip_score"), progress=False)
+    budget = scale.budget(Pool(pool).size)
+    specs = {}
+    for mode, sampler in (("subset", get_sampler("top_fraction", fraction=0.5)), ("multiset", Spread())):
+        selection = run_sample(store, sampler, [scores], budget=budget)
+        script = run_train(store, selection, SCALE, launcher="slurm", keep_data=True)
+        specs[mode] = json.loads((script.parent / "launch.json").read_text())
+    return root, specs
+
+
+def _fresh(spec: dict, folder: Path) -> dict:
+    """The same launch with its logs and checkpoints in ``folder`` (so every round trains from scratch)."""
+    argv = list(spec["argv"])
+    argv[argv.index("--logs") + 1] = str(folder.parent)
+    argv[argv.index("--name") + 1] = folder.name
+    return {**spec, "argv": argv, "run_dir": str(folder), "fed_dir": None}
+
+
+def _run(command: list[str], cpu_seconds: list[float]) -> None:
+    """Run one training process; its CPU seconds (user + system) go to ``cpu_seconds``: unlike wall time they
+    hardly change when other jobs share the cores, so they show the overhead on a busy machine too."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cpu_seconds.append(round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2))
+
+
+@pytest.mark.parametrize("mode", ["subset", "multiset"])
+@pytest.mark.parametrize("impl", ["harness", "direct"])
+def test_training_overhead(benchmark, prepared, impl, mode):
+    from filterbench.harness.training.models import MODEL_CONFIG_DIR
+
+    root, specs = prepared
+    counter = iter(range(1000))
+    cpu_seconds: list[float] = []
+    benchmark.group = f"train {SCALE} {mode}"
+    benchmark.extra_info.update({"scale": SCALE, "mode": mode, "impl": impl})
+
+    def setup():
+        folder = root / "runs" / f"{impl}-{mode}-{next(counter)}"
+        spec = _fresh(specs[mode], folder)
+        if impl == "harness":
+            path = folder.parent / f"{folder.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(spec))
+            return ([sys.executable, "-m", "filterbench.harness.training.launcher", str(path)], cpu_seconds), {}
+        return ([sys.executable, "-c", DIRECT, str(MODEL_CONFIG_DIR), *spec["argv"]], cpu_seconds), {}
+
+    benchmark.extra_info["cpu_s"] = cpu_seconds
+    benchmark.extra_info["samples_per_round"] = _samples_fed()
+    benchmark.pedantic(_run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+
+
+def _samples_fed() -> int:
+    from filterbench.harness.scales import get_scale
+    from filterbench.harness.training.plan import feed_budget
+
+    s = get_scale(SCALE)
+    return feed_budget(s.samples_seen, s.segments, s.batch_size, s.workers).samples_fed
