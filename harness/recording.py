@@ -18,6 +18,7 @@ _COST_FIELDS = ("wall_s", "cpu_s", "gpu_s", "peak_rss_mb")
 
 def _cost(artifact: Artifact) -> dict:
     cost = artifact.manifest.get("cost", {})
+    cost = cost.get("total", cost)  # the train stage reports per phase plus a total
     return {k: cost[k] for k in _COST_FIELDS if k in cost and cost[k] is not None} or {"wall_s": 0.0}
 
 

@@ -112,7 +112,8 @@ def _train(ctx: RunContext, result: RunResult) -> Artifact:
     except ImportError as exc:
         raise FilterbenchError(f"the training stage is not available in this build ({exc})") from None
     started = time.time()
-    artifact = run_train(ctx.store, result.selection, ctx.scale, seed=result.seed, overrides=ctx.overrides)
+    # the scale's name plus the overrides, so that the train stage itself decides whether the run is official
+    artifact = run_train(ctx.store, result.selection, ctx.scale.name, seed=result.seed, overrides=ctx.overrides)
     _report(ctx, "train", result, artifact, started)
     return artifact
 
