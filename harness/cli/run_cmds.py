@@ -20,6 +20,7 @@ NANO_SIZES = {"nano-xs": "xs", "nano": "default"}
 @click.option("--until", type=click.Choice(["score", "sample", "train", "eval"]), default="eval", show_default=True)
 @click.option("--evalsets", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local eval sets in DataComp's layout (default on nano scales: the nano suite).")
+@click.option("--tasklist", default=None, help="Task list name or file (default: the nano list, or datacomp_v1).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Score workers.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KNOB=VALUE",
               help="Override a scale knob (marks the run unofficial).")
@@ -29,7 +30,7 @@ NANO_SIZES = {"nano-xs": "xs", "nano": "default"}
 @workdir_option
 @one_line_errors
 def run(recipes: tuple[str, ...], scale_name: str, seeds: int, pool_dir: Path | None, until: str,
-        evalsets: Path | None, workers: int, overrides: tuple[str, ...], records_dir: Path | None, compare: bool,
+        evalsets: Path | None, tasklist: str | None, workers: int, overrides: tuple[str, ...], records_dir: Path | None, compare: bool,
         workdir: Path | None) -> None:
     """Run recipes end to end (score -> sample -> train -> eval), reusing every completed stage.
 
@@ -48,7 +49,7 @@ def run(recipes: tuple[str, ...], scale_name: str, seeds: int, pool_dir: Path | 
     ctx = RunContext(store=get_store(workdir), pool=pool, scale=scale, official=official,
                      overrides=parse_params(overrides, "override"), workers=workers, until=until,
                      evalsets=evalsets or (world.evalsets if world else None),
-                     tasklist=world.tasklist if world else None,
+                     tasklist=tasklist or (world.tasklist if world else None),
                      oracle_dir=world.oracle if world else None,
                      records_dir=records_dir or _default_records_dir(), on_stage=_echo_stage)
     results = run_all(ctx, loaded, list(range(seeds)))
