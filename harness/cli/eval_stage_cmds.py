@@ -45,7 +45,7 @@ def eval_stage(train_ref: str, evalsets: Path | None, tasklist: str | None, devi
     store = get_store(workdir)
     train = store.find(train_ref, kind="train")
     nano = _nano_world_for(train)
-    artifact = run_eval(store, train, evalsets or (nano.evalsets if nano else None),
+    artifact = run_eval(store, train, evalsets or (nano.evalsets_dir if nano else None),
                         tasklist or (nano.tasklist if nano else None), device=device)
     print_json(artifact.manifest["summary"])
     click.echo(str(artifact.path))

@@ -48,9 +48,9 @@ def run(recipes: tuple[str, ...], scale_name: str, seeds: int, pool_dir: Path | 
     pool, world = _pool_for(scale, pool_dir)
     ctx = RunContext(store=get_store(workdir), pool=pool, scale=scale, official=official,
                      overrides=parse_params(overrides, "override"), workers=workers, until=until,
-                     evalsets=evalsets or (world.evalsets if world else None),
+                     evalsets=evalsets or (world.evalsets_dir if world else None),
                      tasklist=tasklist or (world.tasklist if world else None),
-                     oracle_dir=world.oracle if world else None,
+                     oracle_dir=world.oracle_dir if world else None,
                      records_dir=records_dir or _default_records_dir(), on_stage=_echo_stage)
     results = run_all(ctx, loaded, list(range(seeds)))
     _print_table(results)
@@ -69,7 +69,7 @@ def _pool_for(scale, pool_dir: Path | None):
     from filterbench.harness.nano import get_world
 
     world = get_world(NANO_SIZES[scale.name])
-    return Pool(world.pool), world
+    return Pool(world.pool_dir), world
 
 
 def _default_records_dir() -> Path:
