@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from filterbench.harness.cli.common import get_store, one_line_errors, parse_params, workdir_option
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.scales import Scale, get_scale
 from filterbench.harness.seeding import derive_rng
@@ -32,8 +31,13 @@ from filterbench.harness.stages.sample import load_counts
 from filterbench.harness.store import Artifact, Building, Store, write_json_atomic
 from filterbench.harness.training import resharder
 from filterbench.harness.training.argv import build_argv, per_rank_batch
-from filterbench.harness.training.distributed import (SlurmOptions, run_command, slurm_script, torchrun_command,
-                                                      training_env)
+from filterbench.harness.training.distributed import (
+    SlurmOptions,
+    run_command,
+    slurm_script,
+    torchrun_command,
+    training_env,
+)
 from filterbench.harness.training.launcher import ATTEMPTS, DONE_MARKER, LaunchSpec, launch_inprocess
 from filterbench.harness.training.plan import PLANNED_MODES, FeedBudget, TrainError, build_plan, feed_budget
 
@@ -143,7 +147,7 @@ def _cost(building: Building, phase: str, gpu: bool = False):
 # -- preparation: plan, reshard, launch spec --------------------------------------------------------------------
 def _prepare(store: Store, building: Building, ctx: dict, workers: int, count_fed: bool,
              stop_at_epoch: int | None, progress: bool) -> LaunchSpec:
-    selection, scale, budget = ctx["selection"], ctx["scale"], ctx["budget"]
+    selection, budget = ctx["selection"], ctx["budget"]
     pool_artifact = store.find(selection.manifest["pool_key"], kind="pools")
     pool_uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False)
     shards_dir = Path(pool_artifact.manifest["pool_root"]) / "shards"

@@ -53,7 +53,7 @@ def run_command(command: list[str], log_path: Path, threads: int | None = 1) -> 
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
-        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     if code != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
         raise TrainError(f"training exited with status {code}; last lines of {log_path}:\n" + "\n".join(tail))

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
-
 from filterbench.harness.uids import UID_DTYPE, hex_to_pairs
 
 
@@ -51,10 +51,11 @@ class FeedMeter:
         epoch = self.shared_epoch.get_value()
         if self.stop_at_epoch is not None and epoch >= self.stop_at_epoch:
             raise TrainingInterrupted(f"stopping before epoch {epoch} as the launch spec asks")
-        record = open(self.fed_dir / f"rank{self.rank}-epoch{epoch:03d}.uids", "wb") if self.fed_dir else None
         batches = samples = 0
         start = time.perf_counter()
-        try:
+        with contextlib.ExitStack() as stack:
+            record = stack.enter_context(open(self.fed_dir / f"rank{self.rank}-epoch{epoch:03d}.uids", "wb")) \
+                if self.fed_dir else None
             for batch in self.inner:
                 images, texts = batch[0], batch[1]
                 if record is not None:
@@ -62,9 +63,6 @@ class FeedMeter:
                 batches += 1
                 samples += len(images)
                 yield images, texts
-        finally:
-            if record is not None:
-                record.close()
         self.epochs.append({"epoch": epoch, "batches": batches, "samples": samples,
                             "wall_s": round(time.perf_counter() - start, 3)})
 

@@ -69,16 +69,15 @@ class LaunchSpec:
         write_json_atomic(Path(path), asdict(self))
 
     @classmethod
-    def load(cls, path: Path) -> "LaunchSpec":
+    def load(cls, path: Path) -> LaunchSpec:
         return cls(**json.loads(Path(path).read_text()))
 
 
 def apply_patches(extra_config_dirs: tuple[str, ...] = ()) -> None:
     """Model registration plus the trap 2 and trap 6 patches; idempotent."""
+    import open_clip_train.data
     import torch
     import webdataset
-
-    import open_clip_train.data
     from filterbench.harness.training.models import register_model_configs
 
     register_model_configs(*extra_config_dirs)
@@ -138,9 +137,8 @@ def _without_train(args: Any) -> Any:
 
 def run(spec: LaunchSpec) -> int:
     """Train as ``spec`` says; returns 0 on success, 1 on failure (never the -1 open_clip returns)."""
-    import torch
-
     import open_clip_train.main as oc_main
+    import torch
 
     apply_patches(tuple(spec.model_config_dirs))
     if spec.threads:
@@ -216,6 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(argv) != 1:
         sys.exit("usage: python -m filterbench.harness.training.launcher LAUNCH.json")
     code = run(LaunchSpec.load(Path(argv[0])))
+    logging.getLogger("torch").setLevel(logging.WARNING)  # open_clip set it to INFO: no dynamo stats at exit
     try:
         import torch.distributed as dist
 

@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from filterbench.harness.errors import FilterbenchError
 
 PLANNED_MODES = ("multiset", "schedule")

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from filterbench.harness.executor import run_units
 from filterbench.harness.store import Building, write_json_atomic
 from filterbench.harness.training import tarformat
@@ -125,8 +124,7 @@ def _write_shard(root: Path, unit: ShardUnit, rows: np.ndarray, copies: np.ndarr
     offsets = [0]
     with open(tmp, "wb") as handle:
         for row, key, copy in zip(rows.tolist(), keys.tolist(), copies.tolist()):
-            for ext, data in payload[row]:
-                handle.write(tarformat.member(f"{key}-{copy}.{ext}", data))
+            handle.writelines(tarformat.member(f"{key}-{copy}.{ext}", data) for ext, data in payload[row])
             offsets.append(handle.tell())
         handle.write(tarformat.END_OF_ARCHIVE)
         handle.flush()

@@ -22,15 +22,15 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-
 from filterbench.harness.training import tarformat
 from filterbench.harness.training.tarindex import IMAGE_EXTS, TEXT_EXT
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 log = logging.getLogger("filterbench.train")
 

@@ -10,7 +10,8 @@ tarfile, webdataset and img2dataset).  Anything else unexpected raises ``tarfile
 from __future__ import annotations
 
 import tarfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * BLOCK)

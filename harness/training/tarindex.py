@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from filterbench.harness.training import tarformat
 from filterbench.harness.uids import UID_DTYPE, hex_to_pairs
 

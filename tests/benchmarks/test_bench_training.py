@@ -5,16 +5,21 @@ Skipped by the default run (``--benchmark-skip``).  Run on an otherwise idle mac
     OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/benchmarks/test_bench_training.py --benchmark-only \
         --benchmark-json=bench-training.json
 
+``extra_info`` of each benchmark holds every run's wall and CPU seconds and load average, and the overheads
+``harness / direct - 1`` of the mean wall and CPU seconds.
+
 The shards come from the train stage itself (``--launcher slurm`` prepares data and the launch spec without
 training), for a subset selection (half of a fabricated 8,192-uid pool) and a multiset one.  Each round starts a
-fresh process with a fresh run folder:
+fresh process with a fresh run folder, and each round runs both implementations back to back (alternating
+which goes first):
 
 - ``harness``: ``python -m filterbench.harness.training.launcher LAUNCH.json`` (model registration, the
   trap patches, the get_data wrapper and FeedMeter, then ``open_clip_train.main.main(argv)``);
 - ``direct``: a 5-line script doing only what open_clip_train needs to run on this stack at all (register the
   model config, the trap-2 patch) and then ``main(argv)`` with the same argv on the same shards.
 
-``FILTERBENCH_BENCH_SCALE`` picks the scale (default ``nano-xs``; ``nano`` takes ~10 min a round on 2 cores).
+``FILTERBENCH_BENCH_SCALE`` picks the scale (default ``nano-xs``: ~2 min a run on 2 shared cores; ``nano`` takes
+about 8 times as long) and ``FILTERBENCH_BENCH_ROUNDS`` the rounds (default 2).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -87,41 +93,55 @@ def _fresh(spec: dict, folder: Path) -> dict:
     return {**spec, "argv": argv, "run_dir": str(folder), "fed_dir": None}
 
 
-def _run(command: list[str], cpu_seconds: list[float]) -> None:
-    """Run one training process; its CPU seconds (user + system) go to ``cpu_seconds``: unlike wall time they
-    hardly change when other jobs share the cores, so they show the overhead on a busy machine too."""
+def _run(command: list[str]) -> dict:
+    """Run one training process: its wall seconds, CPU seconds (user + system, which change less than wall time
+    when other jobs share the cores) and the 1-minute load average when it ended."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     assert done.returncode == 0, done.stderr[-3000:]
-    cpu_seconds.append(round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2))
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "load_1m": round(os.getloadavg()[0], 2)}
+
+
+def _commands(root: Path, spec: dict, mode: str, round_: int) -> dict[str, list[str]]:
+    from filterbench.harness.training.models import MODEL_CONFIG_DIR
+
+    commands = {}
+    for impl in ("harness", "direct"):
+        fresh = _fresh(spec, root / "runs" / f"{impl}-{mode}-{round_}")
+        if impl == "harness":
+            path = root / "runs" / f"{impl}-{mode}-{round_}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(fresh))
+            commands[impl] = [sys.executable, "-m", "filterbench.harness.training.launcher", str(path)]
+        else:
+            commands[impl] = [sys.executable, "-c", DIRECT, str(MODEL_CONFIG_DIR), *fresh["argv"]]
+    return commands
 
 
 @pytest.mark.parametrize("mode", ["subset", "multiset"])
-@pytest.mark.parametrize("impl", ["harness", "direct"])
-def test_training_overhead(benchmark, prepared, impl, mode):
-    from filterbench.harness.training.models import MODEL_CONFIG_DIR
-
+def test_training_overhead(benchmark, prepared, mode):
+    """One round = the harness and the direct call back to back, in alternating order (so load drifting over
+    the minutes a round takes hits both alike); the timed value is the pair, the comparison is in extra_info."""
     root, specs = prepared
-    counter = iter(range(1000))
-    cpu_seconds: list[float] = []
-    benchmark.group = f"train {SCALE} {mode}"
-    benchmark.extra_info.update({"scale": SCALE, "mode": mode, "impl": impl})
+    runs: dict[str, list[dict]] = {"harness": [], "direct": []}
+    rounds = iter(range(1000))
 
-    def setup():
-        folder = root / "runs" / f"{impl}-{mode}-{next(counter)}"
-        spec = _fresh(specs[mode], folder)
-        if impl == "harness":
-            path = folder.parent / f"{folder.name}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(spec))
-            return ([sys.executable, "-m", "filterbench.harness.training.launcher", str(path)], cpu_seconds), {}
-        return ([sys.executable, "-c", DIRECT, str(MODEL_CONFIG_DIR), *spec["argv"]], cpu_seconds), {}
+    def pair() -> None:
+        round_ = next(rounds)
+        commands = _commands(root, specs[mode], mode, round_)
+        for impl in (("harness", "direct") if round_ % 2 == 0 else ("direct", "harness")):
+            runs[impl].append(_run(commands[impl]))
 
-    benchmark.extra_info["cpu_s"] = cpu_seconds
-    benchmark.extra_info["samples_per_round"] = _samples_fed()
-    benchmark.pedantic(_run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    benchmark.group = f"train {SCALE}"
+    benchmark.pedantic(pair, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    mean = {impl: {k: float(np.mean([r[k] for r in rs])) for k in ("wall_s", "cpu_s")} for impl, rs in runs.items()}
+    benchmark.extra_info.update({
+        "scale": SCALE, "mode": mode, "samples_per_run": _samples_fed(), "runs": runs,
+        "overhead_wall": round(mean["harness"]["wall_s"] / mean["direct"]["wall_s"] - 1, 4),
+        "overhead_cpu": round(mean["harness"]["cpu_s"] / mean["direct"]["cpu_s"] - 1, 4)})
 
 
 def _samples_fed() -> int:

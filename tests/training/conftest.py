@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from filterbench.harness.contract import Budget, Sampler
 
 TINY = {"samples_seen": 640, "batch_size": 32, "segments": 5, "warmup": 2, "model": "filterbench-micro-vit",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from filterbench.harness.stages.train import run_train
 from filterbench.harness.training.feed import fed_counts
 
@@ -45,17 +45,17 @@ def test_slurm_script_trains_and_finalizes(train_store, selections, tiny, tmp_pa
     result = CliRunner().invoke(train, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     script = result.output.strip().splitlines()[-1]
-    text = open(script).read()
+    text = Path(script).read_text()
     assert "#SBATCH --ntasks-per-node=1" in text and "#SBATCH --requeue" in text
     assert "srun --cpu_bind=v " in text and "-m filterbench.harness.training.launcher" in text
     assert "--gpus-per-task" not in text and "export OMP_NUM_THREADS=1" in text
-    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    assert subprocess.run(["bash", "-n", script], check=False).returncode == 0
     # run the job's two steps as SLURM would on one node with one task, without SLURM
     srun = next(line for line in text.splitlines() if line.startswith("srun "))
     finalize = text.strip().splitlines()[-1]
     env = {**os.environ, "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "1", "OMP_NUM_THREADS": "1"}
     subprocess.run(srun.split(" ", 2)[2], shell=True, check=True, env=env, capture_output=True)
-    done = subprocess.run(finalize, shell=True, env=env, capture_output=True, text=True)
+    done = subprocess.run(finalize, shell=True, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     artifact_dir = done.stdout.strip().splitlines()[-1]
     manifest = train_store.find(artifact_dir).manifest

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from filterbench.harness.scales import SCALES
-from filterbench.harness.training.plan import (TrainError, build_plan, copy_numbers, deal, feed_budget, fill_to,
-                                               repeats_in_batches)
+from filterbench.harness.training.plan import (
+    TrainError,
+    build_plan,
+    copy_numbers,
+    deal,
+    feed_budget,
+    fill_to,
+    repeats_in_batches,
+)
 
 
 def budget_of(name: str):

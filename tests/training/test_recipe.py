@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from filterbench.harness.scales import FIXED_KNOBS, SCALES
 from filterbench.harness.training.argv import build_argv, per_rank_batch
 from filterbench.harness.training.plan import TrainError
@@ -28,7 +27,6 @@ def test_datacomp_rows(name):
 @pytest.mark.parametrize("name", ["nano-xs", "nano"])
 def test_nano_rows_use_the_registered_tiny_model(name):
     import open_clip
-
     from filterbench.harness.training import register_model_configs
 
     s = SCALES[name]

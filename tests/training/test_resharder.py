@@ -7,7 +7,6 @@ import tarfile
 
 import numpy as np
 import pytest
-
 from filterbench.harness.store import Store
 from filterbench.harness.training import resharder
 from filterbench.harness.training.plan import build_plan, feed_budget
@@ -62,7 +61,7 @@ def test_shards_are_webdataset_with_uid_keys_and_missing_uids_reported(lossy_poo
 
 
 def test_files_are_copied_verbatim(lossy_pool, tmp_path):
-    building, plan, layout, pool_uids = reshard(Store(tmp_path), lossy_pool, np.full(300, 2))
+    building, *_ = reshard(Store(tmp_path), lossy_pool, np.full(300, 2))
     originals = {}
     for tar_path in sorted((lossy_pool / "shards").glob("*.tar")):
         members = dict(read_tar(tar_path))

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from filterbench.harness.stages.train import run_train
 from filterbench.harness.training.feed import TrainingInterrupted, fed_counts
 from filterbench.harness.training.plan import TrainError
