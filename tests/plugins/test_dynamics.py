@@ -321,7 +321,7 @@ def test_nano_tail_concepts_share_rises(tmp_path):
     world = nano_world()
     recipe = load_recipe(REPO / "baselines" / "dynamics.yaml")
     pl = plugins()
-    pool = Pool(world.pool)
+    pool = Pool(world.pool_dir)
     store = Store(tmp_path / "store")
     (spec,) = recipe.scorers
     scores = run_score(store, pool, pl.scorer_class(spec.name)(**spec.params), plugins=pl, progress=False)
@@ -329,7 +329,7 @@ def test_nano_tail_concepts_share_rises(tmp_path):
     selection = run_sample(store, sampler, [scores], get_scale("nano-xs").budget(pool.size), plugins=pl)
     counts = np.load(selection.path / "counts.npy")
     oracle = pd.concat([pq.read_table(p, columns=["uid", "head_tail"]).to_pandas()
-                        for p in sorted(Path(world.oracle).glob("*.parquet"))]).set_index("uid")
+                        for p in sorted(Path(world.oracle_dir).glob("*.parquet"))]).set_index("uid")
     uids = np.concatenate([pool.read_metadata(s)["uid"] for s in pool.shards])
     tail = (oracle.loc[uids, "head_tail"] == "tail").to_numpy()
     assert tail.any()
