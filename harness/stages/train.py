@@ -45,6 +45,7 @@ TRAIN_RECIPE_VERSION = 1
 log = logging.getLogger("filterbench.train")
 LAUNCHERS = ("inprocess", "torchrun", "slurm")
 COSTS = "costs.jsonl"
+PARALLEL_MIN_SAMPLES = 50_000
 
 
 def resolve_scale(scale: str | Scale, overrides: dict | None = None) -> tuple[Scale, bool]:
@@ -151,11 +152,12 @@ def _prepare(store: Store, building: Building, ctx: dict, workers: int, count_fe
     pool_artifact = store.find(selection.manifest["pool_key"], kind="pools")
     pool_uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False)
     shards_dir = Path(pool_artifact.manifest["pool_root"]) / "shards"
-    tars = resharder.index_pool(building, shards_dir, workers, progress)
+    tars = resharder.index_pool(building, shards_dir, _parallel(workers, pool_uids.size), progress)
     table = resharder.load_table(building, tars, pool_uids)
     plan = build_plan(selection.manifest["mode"], load_counts(selection), table.available(), budget,
                       derive_rng(ctx["seed"], "train", "plan"))
-    layout = resharder.write_shards(building, table, pool_uids, plan, resharder.plan_units(plan), workers, progress)
+    layout = resharder.write_shards(building, table, pool_uids, plan, resharder.plan_units(plan),
+                                    _parallel(workers, sum(s.size for s in plan.segments)), progress)
     write_json_atomic(building.dir / "plan.json", {**plan.stats, "pool_tars": len(tars),
                                                    "shards": sum(len(s["shards"]) for s in layout["segments"])})
     if plan.expected is not None:
@@ -164,6 +166,20 @@ def _prepare(store: Store, building: Building, ctx: dict, workers: int, count_fe
     spec.save(building.dir / "launch.json")
     write_json_atomic(building.dir / "argv.json", spec.argv)
     return spec
+
+
+def _parallel(workers: int, samples: int) -> int:
+    """Worker processes for ``samples`` of resharding work: one below :data:`PARALLEL_MIN_SAMPLES`.
+
+    The executor's worker initializer imports torch (2-5 s a process here), more than a nano-xs reshard takes
+    in one process (about 1 s for 8,192 pool samples); when going parallel, torch is imported once in this
+    process first so that the forked workers inherit it.
+    """
+    if workers <= 1 or samples < PARALLEL_MIN_SAMPLES:
+        return 1
+    import torch  # noqa: F401
+
+    return workers
 
 
 def _launch_spec(building: Building, ctx: dict, layout: dict, count_fed: bool,
