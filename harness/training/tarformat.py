@@ -1,7 +1,7 @@
 """Just enough of the tar format to index and write webdataset shards fast.
 
-Python's ``tarfile`` spends ~0.3 ms per member building ``TarInfo`` objects (measured: 6.6 s to index 8,192
-samples, three members each); a DataComp small pool has ~38 M members.  Indexing only needs each member's name,
+Python's ``tarfile`` spends ~0.3 ms per member building ``TarInfo`` objects (6.6 s to index 8,192 samples of
+three members under cProfile, 1.9 s with this scanner); a DataComp small pool has ~38 M members.  Indexing only needs each member's name,
 data offset and size, and the shards we write only need plain ustar headers, so both are done here directly
 (POSIX ustar, with pax ``x`` and GNU ``L`` long-name records understood when reading, as written by Python's
 tarfile, webdataset and img2dataset).  Anything else unexpected raises ``tarfile.ReadError`` like tarfile would.
