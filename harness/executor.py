@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterable
 
@@ -25,12 +26,9 @@ def _call(unit: Any) -> Any:
 def _init_worker() -> None:
     # one thread per worker process: N workers on N cores must not oversubscribe (ecosystem trap 5)
     os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # never import it here: that costs seconds per worker for numpy-only work
+    if torch is not None:
         torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def run_units(work: Callable[[Any], Any], units: Iterable[Any], workers: int = 1, desc: str = "",
