@@ -2,6 +2,7 @@
 -> eval (clip-benchmark) -> record -> leaderboard, and a rerun that reuses every stage."""
 
 import json
+from pathlib import Path
 import textwrap
 
 import numpy as np
@@ -70,3 +71,25 @@ def test_run_trains_evaluates_records_and_builds_the_board(tiny_pool, evalsets, 
     assert again.exit_code == 0
     stages = [line for line in again.output.splitlines() if line.startswith("[")]
     assert stages and all(" reused " in line for line in stages), stages
+
+
+def test_stage_commands_chain_by_printed_folders(tiny_pool, evalsets, workdir):
+    """`score` -> `sample` -> `train` -> `eval` on the command line, each taking the folder the last one printed."""
+    runner = CliRunner()
+
+    def last_line(*args):
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output.strip().splitlines()[-1]
+
+    scores = last_line("score", "clip_score", "--pool", str(tiny_pool))
+    selection = last_line("sample", "top_fraction", "--scores", scores, "-p", "fraction=0.5")
+    train = last_line("train", selection, "--scale", "nano-xs", "--set", "samples_seen=640")
+    assert (workdir / "train").exists() and train.startswith(str(workdir / "train"))
+    evaluated = last_line("eval", train.rsplit("-", 1)[-1], "--evalsets", str(evalsets), "--tasklist",
+                          str(evalsets / "e2e_v1.yaml"))
+    summary = json.loads((Path(evaluated) / "summary.json").read_text())
+    assert summary["missing_tasks"] == [] and set(summary["tasks"]) == {"e2e/colours"}
+    summarized = runner.invoke(cli, ["eval", "summarize", str(Path(evaluated) / "eval_results.jsonl"),
+                                     "--tasklist", str(evalsets / "e2e_v1.yaml")], catch_exceptions=False)
+    assert json.loads(summarized.output)["scores"] == summary["scores"]
