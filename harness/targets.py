@@ -309,3 +309,13 @@ register_target_set("imagenet_train", _datacomp_in1k)  # reached only when the p
 register_target_set("nano", _nano_targets)
 register_concept_set("imagenet21k", _imagenet21k)
 register_concept_set("nano", _nano_concepts)
+
+
+def resolve_pinned_target(name: str, feature: str, pool_root, pinned: str | None, plugin: str):
+    """:func:`resolve_target`, refusing a target whose sha256 differs from the one a recipe pinned."""
+    from filterbench.harness.errors import ParamsError
+
+    target = resolve_target(name, feature=feature, pool_root=pool_root)
+    if pinned is not None and pinned != target.digest:
+        raise ParamsError(f"{plugin}: target {name!r} has sha256 {target.digest}, pinned {pinned}")
+    return target

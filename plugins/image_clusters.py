@@ -46,10 +46,10 @@ import numpy as np
 import pydantic
 
 from filterbench.harness.contract import Needs, Params, PoolBatch, Scorer, ScoreInput, StageContext
-from filterbench.harness.errors import ParamsError, PluginError
+from filterbench.harness.errors import PluginError
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.seeding import derive_int_seed
-from filterbench.harness.targets import TargetError, register_target_set, resolve_target
+from filterbench.harness.targets import resolve_pinned_target, TargetError, register_target_set, resolve_target
 from filterbench.plugins._faiss import flat_ip_index, max_inner_product, to_device, train_kmeans
 from filterbench.plugins.language import captions, fasttext_token_count, get_detector
 
@@ -99,10 +99,7 @@ class ImageClustersScorer(Scorer):
     # -- fit ------------------------------------------------------------------------------------------
     def fit(self, pool, ctx: StageContext) -> None:
         p = self.params
-        target = resolve_target(p.target, feature=f"{p.model}_img", pool_root=pool.root)
-        if p.target_sha256 is not None and p.target_sha256 != target.digest:
-            raise ParamsError(f"image_clusters: target {p.target!r} has sha256 {target.digest}, "
-                              f"pinned {p.target_sha256}")
+        target = resolve_pinned_target(p.target, f"{p.model}_img", pool.root, p.target_sha256, "image_clusters")
         if p.centroids is not None:
             centroids, trained_on = resolve_target(p.centroids).embeddings, 0
         else:

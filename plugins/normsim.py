@@ -40,10 +40,10 @@ import numpy as np
 import pydantic
 
 from filterbench.harness.contract import Needs, Params, PoolBatch, Scorer, StageContext
-from filterbench.harness.errors import ParamsError, PluginError
+from filterbench.harness.errors import PluginError
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.seeding import derive_int_seed
-from filterbench.harness.targets import resolve_target
+from filterbench.harness.targets import resolve_pinned_target
 from filterbench.plugins._faiss import faiss_module, max_inner_product, to_device
 
 
@@ -72,10 +72,7 @@ class NormSimScorer(Scorer):
 
     def fit(self, pool, ctx: StageContext) -> None:
         p = self.params
-        target = resolve_target(p.target, feature=f"{p.model}_img", pool_root=pool.root)
-        if p.target_sha256 is not None and p.target_sha256 != target.digest:
-            raise ParamsError(f"normsim: target {p.target!r} has sha256 {target.digest}, "
-                              f"pinned {p.target_sha256}")
+        target = resolve_pinned_target(p.target, f"{p.model}_img", pool.root, p.target_sha256, "normsim")
         vectors = target.normalized()
         faiss = faiss_module()
         index = faiss.index_factory(vectors.shape[1], p.index, faiss.METRIC_INNER_PRODUCT)
