@@ -176,6 +176,8 @@ def pool_fabricate(pool_dir: Path, rows: int, shards: int, seed: int) -> None:
     """
     from filterbench.testing import fabricate_pool
 
-    if (pool_dir / "metadata").exists():
-        raise click.ClickException(f"{pool_dir}: already holds a pool")
+    if (pool_dir / "metadata").exists():  # idempotent, so the README's main job can be rerun as it is
+        click.echo(f"{pool_dir}: already holds a pool; leaving it as it is", err=True)
+        click.echo(str(pool_dir))
+        return
     click.echo(str(fabricate_pool(pool_dir, rows=rows, shards=shards, seed=seed)))
