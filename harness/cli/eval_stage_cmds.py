@@ -44,7 +44,7 @@ def eval_stage(train_ref: str, evalsets: Path | None, tasklist: str | None, devi
 
     store = get_store(workdir)
     train = store.find(train_ref, kind="train")
-    nano = _nano_world_for(train)
+    nano = _nano_world_for(train) if evalsets is None or tasklist is None else None
     artifact = run_eval(store, train, evalsets or (nano.evalsets_dir if nano else None),
                         tasklist or (nano.tasklist if nano else None), device=device)
     print_json(artifact.manifest["summary"])
