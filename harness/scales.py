@@ -93,9 +93,9 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("xlarge", "ViT-L-14", 90112, 1e-3, 10_000, 12_800_000_000, pool_size=12_800_000_000, beta2=0.95,
           precision="amp_bf16"),
     # CPU scales on the nano world (32 px images, a tiny ViT registered with open_clip)
-    Scale("nano-xs", "filterbench-nano-vit", 128, 2e-3, 20, 16_000, pool_size=8_192, precision="fp32",
+    Scale("nano-xs", "filterbench-nano-vit", 128, 2e-3, 20, 16_000, pool_size=8_000, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True),
-    Scale("nano", "filterbench-nano-vit", 256, 2e-3, 50, 128_000, pool_size=65_536, precision="fp32",
+    Scale("nano", "filterbench-nano-vit", 256, 2e-3, 50, 128_000, pool_size=64_000, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True),
 )}
 
