@@ -42,15 +42,11 @@ def source_digest() -> str:
 
 
 def _library_versions() -> dict[str, str]:
-    import numpy
-    import open_clip
-    import PIL
-    import pyarrow
-    import torch
-    import webdataset
+    """Versions of the libraries that encode images and train models (from package metadata: no imports)."""
+    from importlib.metadata import version
 
-    return {"numpy": numpy.__version__, "open_clip": open_clip.__version__, "pillow": PIL.__version__,
-            "pyarrow": pyarrow.__version__, "torch": torch.__version__, "webdataset": webdataset.__version__}
+    names = ("numpy", "open_clip_torch", "pillow", "pyarrow", "torch", "webdataset")
+    return {name: version(name) for name in names}
 
 
 def world_key(cfg: NanoConfig) -> str:
