@@ -195,8 +195,15 @@ def _launch_spec(building: Building, ctx: dict, layout: dict, count_fed: bool,
     return LaunchSpec(argv=argv, run_dir=str(building.dir), epochs=scale.segments,
                       data_dir=str(data_dir) if planned else None, batches=budget.batches_per_segment,
                       fed_dir=str(building.dir / "fed") if count_fed else None,
-                      threads=1 if device == "cpu" else None, stop_at_epoch=stop_at_epoch,
+                      threads=_cpu_threads(scale, ctx["world"]) if device == "cpu" else None,
+                      stop_at_epoch=stop_at_epoch,
                       world_size=ctx["world"], launcher=ctx["launcher"])
+
+
+def _cpu_threads(scale, world: int) -> int:
+    """The scale's thread count for one process; one per rank under DDP (2 ranks x 2 threads would oversubscribe
+    a 2-core machine, ecosystem.md trap 5)."""
+    return scale.cpu_threads if world == 1 else 1
 
 
 # -- launching ----------------------------------------------------------------------------------------------------
