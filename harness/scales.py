@@ -79,7 +79,7 @@ class Scale:
     def key(self) -> str:
         return content_key(self.as_dict())
 
-    def with_overrides(self, **overrides: Any) -> tuple["Scale", bool]:
+    def with_overrides(self, **overrides: Any) -> tuple[Scale, bool]:
         """A copy with ``overrides`` applied, and whether it is still official (no fixed knob changed)."""
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(self)})
         if unknown:

@@ -33,3 +33,18 @@ def store(workdir):
     from filterbench.harness.store import Store
 
     return Store(workdir)
+
+
+@pytest.fixture(scope="session")
+def xs_world(tmp_path_factory):
+    """One xs nano world per test session (built once, ~2.5 min on 2 idle cores), shared read-only by
+    tests/nano and the plugins' nano tests.  ``FILTERBENCH_NANO_XS`` may name an already built xs world to reuse
+    (development)."""
+    import os
+
+    from filterbench.harness.nano import NanoWorld, build_world
+
+    prebuilt = os.environ.get("FILTERBENCH_NANO_XS")
+    if prebuilt:
+        return NanoWorld(Path(prebuilt))
+    return build_world("xs", out=tmp_path_factory.mktemp("nano") / "xs", log=print)

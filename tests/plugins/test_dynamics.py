@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from filterbench.harness.contract import Budget
 from filterbench.harness.errors import ParamsError
 from filterbench.harness.manager import Plugins
@@ -24,9 +23,17 @@ from filterbench.harness.stages.sample import run_sample
 from filterbench.harness.stages.score import run_score
 from filterbench.harness.store import Store
 from filterbench.harness.testing import check_sampler, check_scorer, fabricate_pool
-from filterbench.plugins.dynamics import (DynamicsClustersScorer, DynamicsSampler, cluster_table,
-                                          exact_quotas, expected_kept, official_probabilities,
-                                          realised_fractions, refine_centroids, water_level)
+from filterbench.plugins.dynamics import (
+    DynamicsClustersScorer,
+    DynamicsSampler,
+    cluster_table,
+    exact_quotas,
+    expected_kept,
+    official_probabilities,
+    realised_fractions,
+    refine_centroids,
+    water_level,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 COLUMN = "dynamics_clusters.cluster"
@@ -302,27 +309,18 @@ def test_recipe_raises_rare_class_share_on_a_zipf_pool(tmp_path):
 
 
 # -- the nano world ------------------------------------------------------------------------------------------
-def nano_world():
-    """The nano world, size ``xs``; skipped only while ``filterbench.harness.nano.get_world`` is missing."""
-    try:
-        from filterbench.harness.nano import get_world
-    except ImportError:
-        pytest.skip("filterbench.harness.nano.get_world is not available yet")
-    return get_world("xs")
-
-
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue #6): the xs world's DINOv2-role embedding does not cluster by object class (mean norm of a "
-    "class's centroid 0.15, centroids of different classes above the 0.70 refine cosine), so DynamiCS's cluster "
-    "sizes do not follow concept frequency there; strict, so the suite fails once the world gets it right"))
-def test_nano_tail_concepts_share_rises(tmp_path):
+    "known gap (issue #6): the nano worlds' DINOv2-role embedding does not cluster by object class (the mean norm "
+    "of a class's mean unit feature is 0.15-0.16 on xs and default), so DynamiCS's cluster sizes do not follow "
+    "concept frequency; strict, so the suite fails once the world gets it right"))
+def test_nano_tail_concepts_share_rises(tmp_path, xs_world):
     """DynamiCS keeps a larger share of tail-concept uids (oracle ``head_tail == "tail"``) than the pool holds
     (= no_filter), averaged over the segments of a nano-xs schedule."""
     from filterbench.harness.recipes import load_recipe
     from filterbench.harness.scales import get_scale
 
-    world = nano_world()
+    world = xs_world
     recipe = load_recipe(REPO / "baselines" / "dynamics.yaml")
     pl = plugins()
     pool = Pool(world.pool_dir)

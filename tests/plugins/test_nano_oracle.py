@@ -2,7 +2,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from filterbench import get_sampler, get_scorer
 from filterbench.harness.errors import PluginError
 from filterbench.harness.pool import Pool
