@@ -1,0 +1,60 @@
+"""The nano calibration, checked on the committed records (the runs behind the committed LEADERBOARD.md).
+
+Issue #5's bar at scale ``nano`` with 3 seeds: no_filter < clip_score_l14_top30 < oracle on the Average, each gap
+at least 3x the larger of the two seed standard deviations, and random_30 <= no_filter + noise (noise: 3x the
+larger seed standard deviation).  The records are real training and evaluation outputs
+(``filterbench run no_filter random_30 clip_score_l14_top30 oracle --scale nano --seeds 3``).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from filterbench.leaderboard.records import load_records
+
+RECIPES = ("no_filter", "random_30", "clip_score_l14_top30", "oracle")
+
+
+@pytest.fixture(scope="module")
+def averages() -> dict[str, list[float]]:
+    """Official nano records' Average per recipe (latest recipe version only), by seed."""
+    records = [r for r in load_records(scale="nano") if r.official and r.recipe.name in RECIPES]
+    latest = {name: max(r.recipe.version for r in records if r.recipe.name == name)
+              for name in {r.recipe.name for r in records}}
+    out: dict[str, dict[int, float]] = {}
+    for r in records:
+        if r.recipe.version == latest[r.recipe.name]:
+            out.setdefault(r.recipe.name, {})[r.seed] = r.groups[r.average_group]
+    return {name: [seeds[s] for s in sorted(seeds)] for name, seeds in out.items()}
+
+
+def _gap_in_sds(averages, low: str, high: str) -> float:
+    """(mean(high) - mean(low)) in units of the larger seed standard deviation."""
+    sd = max(statistics.stdev(averages[low]), statistics.stdev(averages[high]))
+    return (statistics.mean(averages[high]) - statistics.mean(averages[low])) / sd
+
+
+def test_every_calibration_recipe_has_three_seeds(averages):
+    assert {name: len(v) for name, v in averages.items()} == {name: 3 for name in RECIPES}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap (issue #5): at 64,000 samples seen the tiny CLIP is still in its unstable early phase, so seeds "
+    "differ by up to 0.04 on the Average (no_filter sd 0.020); the +0.048 gain of CLIP score is 2.4 sds, not 3.  "
+    "docs/nano.md section 9"))
+def test_clip_score_beats_no_filter_by_three_seed_sds(averages):
+    assert _gap_in_sds(averages, "no_filter", "clip_score_l14_top30") >= 3
+
+
+def test_random_30_is_not_above_no_filter_beyond_noise(averages):
+    noise = 3 * max(statistics.stdev(averages["random_30"]), statistics.stdev(averages["no_filter"]))
+    assert statistics.mean(averages["random_30"]) <= statistics.mean(averages["no_filter"]) + noise
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap (issue #5): on the current nano world the oracle does not beat CLIP score L/14 top 30% (0.288 vs "
+    "0.293); the only noise CLIP score lets through is near-duplicates of clean rows, which cost a tiny CLIP "
+    "almost nothing.  docs/nano.md section 9 has the numbers and the planned world change"))
+def test_oracle_beats_clip_score_by_three_seed_sds(averages):
+    assert _gap_in_sds(averages, "clip_score_l14_top30", "oracle") >= 3
