@@ -132,12 +132,17 @@ def run_all(ctx: RunContext, recipes: list[Recipe], seeds: list[int]) -> list[Ru
     return [run_recipe(ctx, recipe, seed) for recipe in recipes for seed in seeds]
 
 
+def headline_scores(result: RunResult) -> dict[str, float | None]:
+    """The run's group scores (Average first-class), from the eval stage's summary ``scores``."""
+    return dict((result.summary or {}).get("scores") or {})
+
+
 def summary_rows(results: list[RunResult]) -> list[dict[str, Any]]:
     """One row per run for the closing table."""
     rows = []
     for r in results:
         stats = r.selection.manifest["stats"] if r.selection else {}
-        groups = r.summary.get("groups", {}) if r.summary else {}
+        groups = headline_scores(r)
         rows.append({"recipe": r.recipe.name, "seed": r.seed, "kept": stats.get("unique_uids"),
                      "max_count": stats.get("max_count"), **{k: v for k, v in groups.items()}})
     return rows

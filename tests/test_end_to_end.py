@@ -59,6 +59,11 @@ def test_run_trains_evaluates_records_and_builds_the_board(tiny_pool, evalsets, 
     assert top30.official is False and top30.overrides == {"samples_seen": 1280}
     assert top30.selection.unique_uids == 180 and loaded["no_filter"].selection.unique_uids == 600
     assert set(top30.metrics) == {"e2e/colours"} and 0.0 <= top30.groups["Average"] <= 1.0
+    table = [line.split() for line in result.output.splitlines() if line.split()[:1] in (["recipe"],
+                                                                                          ["clip_score_l14_top30"])]
+    header, row = table[0], table[-1]  # the closing table shows each run's headline scores
+    assert "Average" in header and float(row[header.index("Average")]) == pytest.approx(top30.groups["Average"],
+                                                                                        abs=5e-5)
     assert {"score:clip_score", "sample", "train", "eval"} <= set(top30.compute)
     assert [p.name for p in top30.plugins] == ["clip_score", "top_fraction"]
     eval_dir = next((workdir / "eval").iterdir())

@@ -102,11 +102,12 @@ def _print_table(results) -> None:
 
 def _print_comparison(results, scale: str) -> None:
     from filterbench.harness.published import published_numbers
+    from filterbench.harness.runner import headline_scores
 
     published = published_numbers()
     for r in results:
         ref = published.get((r.recipe.name, scale))
-        groups = (r.summary or {}).get("groups", {})
+        groups = headline_scores(r)
         if not ref or not groups:
             continue
         diffs = [f"{name} {groups[name] - value:+.4f}" for name, value in ref.items() if groups.get(name) is not None]
