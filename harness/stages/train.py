@@ -243,8 +243,9 @@ def _write_slurm(store: Store, building: Building, ctx: dict, options: SlurmOpti
     for knob, value in ctx["overrides"].items():
         finalize += ["--set", f"{knob}={value}"]
     script = building.dir / "slurm.sh"
+    threads = _cpu_threads(scale, ctx["world"]) if scale.cpu else None  # what the in-process launcher would use
     script.write_text(slurm_script(building.dir / "launch.json", f"fb-train-{building.key[:12]}", building.dir,
-                                   finalize, options, threads=1 if scale.cpu else None))
+                                   finalize, options, threads=threads))
     script.chmod(0o755)
     return script
 

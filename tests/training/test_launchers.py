@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from filterbench.harness.scales import get_scale
 from filterbench.harness.stages.train import run_train
 from filterbench.harness.training.feed import fed_counts
 
@@ -48,7 +49,8 @@ def test_slurm_script_trains_and_finalizes(train_store, selections, tiny, tmp_pa
     text = Path(script).read_text()
     assert "#SBATCH --ntasks-per-node=1" in text and "#SBATCH --requeue" in text
     assert "srun --cpu_bind=v " in text and "-m filterbench.harness.training.launcher" in text
-    assert "--gpus-per-task" not in text and "export OMP_NUM_THREADS=1" in text
+    # one task on a CPU scale: the scale's thread count, as the in-process launcher uses
+    assert "--gpus-per-task" not in text and f"export OMP_NUM_THREADS={get_scale('nano-xs').cpu_threads}" in text
     assert subprocess.run(["bash", "-n", script], check=False).returncode == 0
     # run the job's two steps as SLURM would on one node with one task, without SLURM
     srun = next(line for line in text.splitlines() if line.startswith("srun "))
