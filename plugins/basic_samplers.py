@@ -7,7 +7,8 @@ Card
     ``top_fraction`` keeps exactly ``floor(fraction * N)`` uids: the highest scores, ties broken by ascending
         uid (128-bit value).  DataComp's own rule (``t = sorted_desc[int(N*f)]``, keep ``score >= t``) keeps one
         uid more plus any ties at the boundary; ``rule=datacomp`` reproduces it exactly.  The exact rule runs
-        as a streaming radix select over chunks, so the threshold never needs every score in memory at once.
+        as a streaming radix select over chunks of the column the sample stage memory-maps, so no pass
+        needs every score in memory at once (beside the uint32 counts it returns).
     Non-finite scores (NaN) are never kept.
     Versions: 1 - first release.
 """
@@ -81,16 +82,24 @@ def kth_largest_key(chunks: Iterable[np.ndarray] | list, k: int) -> tuple[int, i
 
 
 def top_k_counts(values: np.ndarray, uids: np.ndarray | None, k: int, chunk_rows: int = 1 << 24) -> np.ndarray:
-    """0/1 counts keeping exactly the k best (score desc, uid asc); NaN never kept."""
+    """0/1 counts keeping exactly the k best (score desc, uid asc); NaN never kept.
+
+    Every pass reads ``values`` one chunk at a time, so a memory-mapped column (the sample stage's) is never
+    held in memory whole; beside the counts only one chunk's keys and the boundary ties are.
+    """
     n = len(values)
     counts = np.zeros(n, dtype=np.uint32)
     if k <= 0:
         return counts
-    chunks = [values[i:i + chunk_rows] for i in range(0, n, chunk_rows)]
+    starts = range(0, n, chunk_rows)
+    chunks = [values[i:i + chunk_rows] for i in starts]
     key, above = kth_largest_key(chunks, k)
-    keys = _order_keys(values)
-    counts[keys > key] = 1
-    ties = np.flatnonzero(keys == key)
+    ties = []
+    for start, chunk in zip(starts, chunks):
+        keys = _order_keys(chunk)
+        counts[start:start + len(keys)] = keys > key
+        ties.append(start + np.flatnonzero(keys == key))
+    ties = np.concatenate(ties)
     need = k - above
     if uids is None:
         chosen = ties[:need]  # no uids known: position order

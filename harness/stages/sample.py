@@ -8,6 +8,9 @@ and the seed.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -31,24 +34,57 @@ def pool_of(store: Store, score_artifacts: list[Artifact]) -> Artifact:
     return store.find(keys.pop(), kind="pools")
 
 
-def load_score_table(score_artifacts: list[Artifact], pool_artifact: Artifact) -> ScoreTable:
-    """All columns of the score artifacts, as ``<scorer>.<column>``, aligned to pool order and checked."""
-    uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False)
+def load_score_table(score_artifacts: list[Artifact], pool_artifact: Artifact,
+                     scratch: Path | None = None) -> ScoreTable:
+    """All columns of the score artifacts, as ``<scorer>.<column>``, aligned to pool order and checked.
+
+    Parts are read one at a time.  With ``scratch`` (a folder the caller removes afterwards), each column is
+    written there as .npy and returned memory-mapped, read-only, with the pool's uids mapped the same way: a
+    sampler that scans a column in chunks (``top_fraction``'s radix select) then never holds a 12.8B-row
+    column in memory.  Without it the columns are ordinary arrays.
+    """
+    uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False, mmap_mode="r" if scratch else None)
     columns: dict[str, np.ndarray] = {}
     for artifact in score_artifacts:
         manifest = artifact.manifest
         scorer = manifest["inputs"]["scorer"]["name"]
-        tables = [pq.read_table(artifact.path / f"parts/{stem}.parquet") for stem in manifest["parts"]]
-        part_uids = hex_to_pairs(np.concatenate([t.column("uid").to_numpy(zero_copy_only=False) for t in tables]),
-                                 where=str(artifact.path))
-        if len(part_uids) != len(uids) or not np.array_equal(part_uids, uids):
-            raise StoreError(f"{artifact.path}: score rows are not aligned with pool {pool_artifact.path.name}")
-        for column in manifest["columns"]:
-            name = f"{scorer}.{column}"
+        names = {column: f"{scorer}.{column}" for column in manifest["columns"]}
+        for name in names.values():
             if name in columns:
                 raise StoreError(f"two score inputs both provide column {name!r}; pass only one of them")
-            columns[name] = np.concatenate([t.column(column).to_numpy() for t in tables])
+        sinks = {column: _column_sink(scratch, name, len(uids)) for column, name in names.items()}
+        offset = 0
+        for stem in manifest["parts"]:
+            table = pq.read_table(artifact.path / f"parts/{stem}.parquet")
+            part_uids = hex_to_pairs(table.column("uid").to_numpy(zero_copy_only=False), where=str(artifact.path))
+            end = offset + len(part_uids)
+            if end > len(uids) or not np.array_equal(part_uids, uids[offset:end]):
+                raise StoreError(f"{artifact.path}: score rows of part {stem} are not aligned with pool "
+                                 f"{pool_artifact.path.name}")
+            for column, sink in sinks.items():
+                sink[offset:end] = table.column(column).to_numpy()
+            offset = end
+        if offset != len(uids):
+            raise StoreError(f"{artifact.path}: {offset} score rows for a pool of {len(uids)} "
+                             f"({pool_artifact.path.name})")
+        for column, sink in sinks.items():
+            columns[names[column]] = _seal(sink)
     return ScoreTable(columns, uids)
+
+
+def _column_sink(scratch: Path | None, name: str, rows: int) -> np.ndarray:
+    if scratch is None or rows == 0:  # (numpy cannot map an empty file)
+        return np.empty(rows, dtype=np.float32)
+    scratch.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(scratch / f"{name}.npy", mode="w+", dtype=np.float32, shape=(rows,))
+
+
+def _seal(sink: np.ndarray) -> np.ndarray:
+    """A filled column: memory-mapped ones are flushed and reopened read-only (a sampler cannot write to them)."""
+    if not isinstance(sink, np.memmap):
+        return sink
+    sink.flush()
+    return np.load(sink.filename, allow_pickle=False, mmap_mode="r")
 
 
 def _check_columns(sampler: Sampler, table: ScoreTable) -> None:
@@ -87,12 +123,16 @@ def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], 
     if done is not None:
         return done
     with store.build("selections", sampler.name, key, inputs) as building:
-        with CostMeter() as cost:
-            table = load_score_table(score_artifacts, pool_artifact)
-            _check_columns(sampler, table)
-            counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
-            counts = check_counts(counts, sampler, budget)
-            _write_selection(building, counts, table.uids)
+        scratch = building.dir / "scratch"  # memory-mapped score columns, removed before the folder completes
+        try:
+            with CostMeter() as cost:
+                table = load_score_table(score_artifacts, pool_artifact, scratch)
+                _check_columns(sampler, table)
+                counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
+                counts = check_counts(counts, sampler, budget)
+                _write_selection(building, counts, table.uids)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         owner = plugins.samplers.owner(sampler.name) if sampler.name in plugins.samplers else None
         return building.finish({"mode": sampler.mode, "pool_key": pool_artifact.key,
                                 "budget": inputs["budget"], "stats": selection_stats(counts),

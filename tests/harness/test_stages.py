@@ -101,6 +101,7 @@ def test_sample_stage_writes_counts_and_sorted_subset(tiny_pool, store):
     assert len(subset) == 150
     stats = selection.manifest["stats"]
     assert stats["unique_uids"] == 150 and stats["max_count"] == 1
+    assert not (selection.path / "scratch").exists()  # the memory-mapped score columns are not left behind
     again = run_sample(store, get_sampler("top_fraction", fraction=0.25), [scores])
     assert again.path == selection.path
     seeded = run_sample(store, get_sampler("top_fraction", fraction=0.25), [scores], seed=1)
