@@ -30,6 +30,22 @@ def _plugin_ref(artifact: Artifact, kind: str) -> dict | None:
             "distribution": plugin.get("distribution"), "distribution_version": plugin.get("distribution_version")}
 
 
+def with_dependencies(store, scores: list[Artifact]) -> list[Artifact]:
+    """The recipe's score artifacts, then every score artifact they consumed (``requires``), each once.
+
+    A scorer that reads another's output (``basic_filter`` reads ``language_id``) only meters its own work; the
+    run's scoring compute must include what it consumed.
+    """
+    ordered: dict[str, Artifact] = {}
+    pending = list(scores)
+    while pending:
+        artifact = pending.pop(0)
+        if artifact.key not in ordered:
+            ordered[artifact.key] = artifact
+            pending += [store.find(key, kind="scores") for key in artifact.manifest.get("requires", [])]
+    return list(ordered.values())
+
+
 def oracle_noise_types(oracle_dir: Path, pool_uids: np.ndarray) -> np.ndarray:
     """The oracle's noise type per pool uid, in pool order (fails if any uid has no ground truth)."""
     import pyarrow.parquet as pq
@@ -53,9 +69,13 @@ def build_record(ctx: "RunContext", result: "RunResult", plugins: "Plugins") -> 
     from filterbench.leaderboard.records import from_eval_summary, oracle_counts
 
     selection = result.selection.manifest
-    compute = {f"score:{a.manifest['plugin']['name']}": _cost(a) for a in result.scores}
+    scored = with_dependencies(ctx.store, result.scores)
+    compute = {}
+    for artifact in scored:
+        name = f"score:{artifact.manifest['plugin']['name']}"
+        compute[name if name not in compute else f"{name}@{artifact.key[:12]}"] = _cost(artifact)
     compute.update({"sample": _cost(result.selection), "train": _cost(result.train), "eval": _cost(result.eval)})
-    refs = [_plugin_ref(a, "scorer") for a in result.scores] + [_plugin_ref(result.selection, "sampler")]
+    refs = [_plugin_ref(a, "scorer") for a in scored] + [_plugin_ref(result.selection, "sampler")]
     stats = selection["stats"]
     record = {
         "recipe": {"name": result.recipe.name, "version": result.recipe.version, "key": result.recipe.key()},

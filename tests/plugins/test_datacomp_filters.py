@@ -117,6 +117,18 @@ def test_basic_filter_equals_datacomp_rule(pool, tmp_path):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_a_runs_scoring_compute_includes_the_scorers_it_consumed(pool, tmp_path):
+    """basic_filter reads language_id's column: a record must count both scorers' compute (and versions)."""
+    from filterbench.harness.recording import with_dependencies
+
+    store, pl = Store(tmp_path / "store"), plugins()
+    basic = run_score(store, Pool(pool), pl.scorer_class("basic_filter")(), plugins=pl, progress=False)
+    chain = with_dependencies(store, [basic])
+    assert [a.manifest["plugin"]["name"] for a in chain] == ["basic_filter", "language_id"]
+    assert chain[1].key in basic.manifest["requires"] and chain[1].manifest["cost"]["cpu_s"] > 0
+    assert with_dependencies(store, [basic, chain[1]]) == chain  # each artifact once
+
+
 def test_text_based_equals_datacomp_rule(pool, tmp_path):
     from filterbench.plugins.wordnet import WordNetError, find_wordnet_dir
 
