@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -182,18 +183,32 @@ class Pool:
     def describe(self) -> dict:
         """The pool's identity: parquet digests plus names and sizes of sidecars and tars.
 
-        Parquets are hashed in full (they hold the uids and the metadata plugins read); npz and tar files by
-        name and size, because hashing terabytes of images would take hours.  ``check(deep=True)`` verifies
-        the sidecars fully.
+        Parquets are hashed in full (they hold the uids and the metadata plugins read); tar files by name and
+        size, because hashing terabytes of images would take hours; npz sidecars by size and each member's
+        CRC-32 from the zip's central directory (no array data is read), so features recomputed in place with
+        the same shapes still change the key (an uncompressed npz keeps its size).  ``check(deep=True)``
+        verifies the sidecars fully.
         """
         shards = [{"stem": s.stem, "rows": s.rows, "parquet": file_digest(s.parquet),
-                   "npz_bytes": s.npz.stat().st_size if s.npz.exists() else None} for s in self.shards]
+                   "npz_bytes": s.npz.stat().st_size if s.npz.exists() else None,
+                   "npz_members": _npz_member_crcs(s.npz)} for s in self.shards]
         tars = sorted((p.name, p.stat().st_size) for p in self.shards_dir.glob("*.tar")) \
             if self.shards_dir.is_dir() else []
         return {"format": POOL_FORMAT_VERSION, "size": self.size, "shards": shards, "tars": tars}
 
     def key(self) -> str:
         return content_key(self.describe())
+
+
+def _npz_member_crcs(path: Path) -> list[tuple[str, int, int]] | None:
+    """``(name, crc32, size)`` of every array in an npz, read from its zip central directory."""
+    if not path.exists():
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sorted((info.filename, info.CRC, info.file_size) for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PoolError(f"{path}: unreadable npz sidecar ({type(exc).__name__}: {exc})") from None
 
 
 def _iter_tar_json(tar_path: Path) -> Iterator[tuple[str, dict]]:

@@ -59,7 +59,17 @@ def train_inputs(selection: Artifact, scale: Scale, seed: int) -> dict:
 
     return {"stage": "train", "recipe": TRAIN_RECIPE_VERSION, "selection": selection.key,
             "mode": selection.manifest["mode"], "scale": scale.as_dict(), "seed": seed,
+            "model_config": _our_model_config(scale.model),
             "backend": {"name": "open_clip_train", "version": version("open_clip_torch")}}
+
+
+def _our_model_config(model: str) -> dict | None:
+    """The JSON of a model config this project ships (its name alone would let an edited config reuse old
+    checkpoints); None for open_clip's own models, which the backend version above pins."""
+    from filterbench.harness.training.models import MODEL_CONFIG_DIR
+
+    path = MODEL_CONFIG_DIR / f"{model}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nano-xs", *, seed: int = 0,

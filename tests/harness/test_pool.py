@@ -95,3 +95,25 @@ def test_pool_key_changes_with_metadata(tiny_pool, tmp_path):
 def test_not_a_pool(tmp_path):
     with pytest.raises(PoolError, match="not a pool folder"):
         Pool(tmp_path)
+
+
+def test_pool_key_changes_when_features_are_recomputed_in_place(tiny_pool, tmp_path):
+    # An uncompressed npz (np.savez, as DataComp's are) keeps its byte size when features are recomputed with the
+    # same shapes; the key must still change, or stale scores would be reused.
+    pool = _copy(tiny_pool, tmp_path)
+    npz = pool.shards[0].npz
+    with np.load(npz) as data:
+        arrays = {name: data[name] for name in data.files}
+    np.savez(npz, **arrays)
+    before, size = Pool(pool.root).key(), npz.stat().st_size
+    arrays["l14_img"] = arrays["l14_img"][::-1].copy()
+    np.savez(npz, **arrays)
+    assert npz.stat().st_size == size
+    assert Pool(pool.root).key() != before
+
+
+def test_unreadable_npz_is_named_in_the_key_error(tiny_pool, tmp_path):
+    pool = _copy(tiny_pool, tmp_path)
+    pool.shards[1].npz.write_bytes(b"not a zip")
+    with pytest.raises(PoolError, match=rf"{pool.shards[1].stem}\.npz: unreadable npz sidecar"):
+        Pool(pool.root).key()
