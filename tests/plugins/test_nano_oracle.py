@@ -15,8 +15,7 @@ def test_oracle_recipe_keeps_exactly_the_clean_pairs(tmp_path, store):
     pool = Pool(fabricate_pool(tmp_path / "world" / "pool", rows=300, images=False, seed=2))
     uids = [u for s in pool.shards for u in pool.read_metadata(s)["uid"]]
     kinds = np.random.default_rng(0).choice(["clean", "misaligned", "boilerplate"], size=len(uids))
-    (tmp_path / "world" / "oracle").mkdir()
-    pq.write_table(pa.table({"uid": uids, "noise_type": kinds.tolist()}), tmp_path / "world/oracle/part-0.parquet")
+    _write_oracle(tmp_path / "world", uids, kinds, np.zeros(len(uids), dtype=np.int64))
     scores = run_score(store, pool, get_scorer("nano_oracle"), progress=False)
     assert scores.manifest["fit_stats"]["clean_fraction"] == pytest.approx((kinds == "clean").mean())
     selection = run_sample(store, get_sampler("threshold", threshold=0.5, column="nano_oracle.clean"), [scores])
@@ -40,8 +39,7 @@ def test_oracle_recipe_is_the_clip_selection_with_only_clean_pairs(tmp_path, sto
     meta = [pool.read_metadata(s) for s in pool.shards]
     uids = np.concatenate([m["uid"] for m in meta])
     kinds = np.random.default_rng(1).choice(["clean", "misaligned"], p=[0.6, 0.4], size=len(uids))
-    (tmp_path / "world" / "oracle").mkdir()
-    pq.write_table(pa.table({"uid": uids, "noise_type": kinds.tolist()}), tmp_path / "world/oracle/part-0.parquet")
+    _write_oracle(tmp_path / "world", uids, kinds, np.zeros(len(uids), dtype=np.int64))
     recipe = load_recipe(Path(__file__).parents[2] / "baselines" / "oracle.yaml")
     plugins = get_plugins()
     scores = [run_score(store, pool, plugins.scorer_class(s.name)(**s.params), progress=False)
@@ -64,3 +62,45 @@ def _clip_l14(pool, shard):
     img /= np.linalg.norm(img, axis=1, keepdims=True)
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
     return (img * txt).sum(1)
+
+
+def _write_oracle(world, uids, kinds, classes):
+    (world / "oracle").mkdir(exist_ok=True)
+    pq.write_table(pa.table({"uid": list(uids), "noise_type": list(kinds), "object_class": classes}),
+                   world / "oracle" / "part-0.parquet")
+
+
+@pytest.mark.parametrize("balance", [0.0, 0.5])
+def test_balanced_column_gives_per_class_quotas_of_the_best_clean_pairs(tmp_path, store, balance):
+    """Top-k on ``balanced`` = per-class quotas min(n_c, t * n_c**balance), each class's best pairs by L/14 score."""
+    pool = Pool(fabricate_pool(tmp_path / "world" / "pool", rows=600, images=False, seed=4))
+    uids = np.concatenate([pool.read_metadata(s)["uid"] for s in pool.shards])
+    rng = np.random.default_rng(2)
+    classes = rng.choice(4, p=[0.55, 0.25, 0.15, 0.05], size=len(uids))  # a skewed class law
+    classes[rng.random(len(uids)) < 0.05] = -1  # rows that show no object
+    kinds = np.where(rng.random(len(uids)) < 0.7, "clean", "misaligned")
+    _write_oracle(tmp_path / "world", uids, kinds, classes)
+    scores = run_score(store, pool, get_scorer("nano_oracle", balance=balance), progress=False)
+    k = 150
+    kept = set(pairs_to_hex(read_subset(run_sample(store, get_sampler(
+        "top_fraction", fraction=k / len(uids), column="nano_oracle.balanced"), [scores]).path / "subset.npy")).tolist())
+
+    clip = np.concatenate([_clip_l14(pool, s) for s in pool.shards])
+    eligible = (kinds == "clean") & (classes >= 0)
+    sizes = {c: int((eligible & (classes == c)).sum()) for c in range(4)}
+    lo, hi = 0.0, 1e6  # the threshold t whose quotas sum to k
+    for _ in range(100):
+        t = (lo + hi) / 2
+        lo, hi = (t, hi) if sum(min(n, t * n ** balance) for n in sizes.values()) < k else (lo, t)
+    expected = set()
+    for c, n in sizes.items():
+        rows = np.flatnonzero(eligible & (classes == c))
+        quota = int(np.ceil(min(n, hi * n ** balance) - 0.5))  # rank r is kept when r + 0.5 <= t * n**balance
+        expected |= set(uids[rows[np.argsort(-clip[rows], kind="stable")][:quota]].tolist())
+    assert len(kept) == k
+    assert len(kept ^ expected) <= 2  # the last quota slot can go to either of two classes at the threshold
+    counts = {c: sum(u in kept for u in uids[eligible & (classes == c)]) for c in range(4)}
+    if balance == 0.0:  # equal caps: every class that is not exhausted gets the same count (within one)
+        capped = [counts[c] for c in range(4) if counts[c] < sizes[c]]
+        assert max(capped) - min(capped) <= 1
+    assert not kept & set(uids[~eligible].tolist())
