@@ -208,7 +208,7 @@ def _npz_member_crcs(path: Path) -> list[tuple[str, int, int]] | None:
         with zipfile.ZipFile(path) as archive:
             return sorted((info.filename, info.CRC, info.file_size) for info in archive.infolist())
     except (zipfile.BadZipFile, OSError) as exc:
-        raise PoolError(f"{path}: unreadable npz sidecar ({type(exc).__name__}: {exc})") from None
+        raise PoolError(f"{path}: unreadable or truncated npz sidecar ({type(exc).__name__}: {exc})") from None
 
 
 def _iter_tar_json(tar_path: Path) -> Iterator[tuple[str, dict]]:
