@@ -29,7 +29,7 @@ def test_oracle_needs_ground_truth(tiny_pool, store):
 
 
 def test_oracle_recipe_is_the_clip_selection_with_only_clean_pairs(tmp_path, store):
-    """baselines/oracle.yaml (v2): the clean pairs, and among them the best floor(0.3 N) by the L/14 CLIP score."""
+    """baselines/oracle.yaml (v3): the clean pairs, and among them the best floor(0.15 N) by the L/14 CLIP score."""
     from pathlib import Path
 
     from filterbench.harness.manager import get_plugins
@@ -50,8 +50,8 @@ def test_oracle_recipe_is_the_clip_selection_with_only_clean_pairs(tmp_path, sto
     clip = np.concatenate([_clip_l14(pool, s) for s in pool.shards])
     clean = np.flatnonzero(kinds == "clean")
     order = clean[np.lexsort((uids[clean], -clip[clean]))]  # best first, ties by ascending uid
-    expected = set(uids[order[: int(0.3 * len(uids))]].tolist())
-    assert len(kept) == int(0.3 * len(uids)) and kept == expected
+    expected = set(uids[order[: int(0.15 * len(uids))]].tolist())
+    assert len(kept) == int(0.15 * len(uids)) and kept == expected
 
 
 def _clip_l14(pool, shard):
