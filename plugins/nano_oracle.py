@@ -11,7 +11,8 @@ Card
             descending order of the parquet's ``clip_l14_similarity_score``.  The value of the ``r``-th best
             pair of its class (from 0) is ``-(r + 0.5) / n_c ** balance``; pairs that are not clean or show no
             object get ``-1e9``.  Ties between classes break by ascending uid in the samplers.
-    Recipe ``oracle`` keeps the top 30% of the pool by ``balanced``.
+    Recipe ``oracle`` (v3) keeps the clean pairs (``threshold`` 0.5 on ``clean``), then the best 15% of the pool
+    among them by CLIP score L/14; ``balanced`` is for ceiling variants (its measured result: oracle.yaml notes).
     Versions: 1 - ``clean`` only.  2 - adds ``balanced`` (``clean`` unchanged).
 """
 
