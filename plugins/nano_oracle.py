@@ -11,9 +11,12 @@ Card
             descending order of the parquet's ``clip_l14_similarity_score``.  The value of the ``r``-th best
             pair of its class (from 0) is ``-(r + 0.5) / n_c ** balance``; pairs that are not clean or show no
             object get ``-1e9``.  Ties between classes break by ascending uid in the samplers.
-    Recipe ``oracle`` (v3) keeps the clean pairs (``threshold`` 0.5 on ``clean``), then the best 15% of the pool
-    among them by CLIP score L/14; ``balanced`` is for ceiling variants (its measured result: oracle.yaml notes).
-    Versions: 1 - ``clean`` only.  2 - adds ``balanced`` (``clean`` unchanged).
+        ``clean_l14``: the parquet's ``clip_l14_similarity_score`` for the clean pairs and ``-1e9`` for the rest:
+            log-weights for a sampler (soft or hard cap) that may draw only ground-truth clean pairs (score
+            columns must be finite; a weight of exp(-1e9 / temperature) is exactly 0).
+    Recipe ``oracle`` (v4) runs hard cap sampling over ``clean_l14`` (the board's best sampler restricted to
+    the clean pairs); ``balanced`` is for ceiling variants (its measured result: oracle.yaml notes).
+    Versions: 1 - ``clean`` only.  2 - adds ``balanced``.  3 - adds ``clean_l14`` (the others unchanged).
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ _NOT_KEPT = -1e9
 
 
 class NanoOracleScorer(Scorer):
-    """Ground-truth cleanliness and a class-balanced ranking of the clean pairs of the nano world."""
+    """Ground-truth cleanliness of the nano world's pairs, and two ways to rank the clean ones."""
 
     name = "nano_oracle"
-    version = 2
-    outputs = ("clean", "balanced")
+    version = 3
+    outputs = ("clean", "balanced", "clean_l14")
 
     class Params(Params):
         keep: tuple[str, ...] = ("clean",)
@@ -50,9 +53,11 @@ class NanoOracleScorer(Scorer):
         clean = np.isin(truth["noise_type"], list(self.params.keep))
         score = np.array([l14[u] for u in truth["uid"]], dtype=np.float64)
         balanced = _balanced_ranking(truth["object_class"], clean, score, self.params.balance)
+        clean_l14 = np.where(clean, score, _NOT_KEPT)
         order = np.argsort(truth["uid"])
         np.save(ctx.state_dir / "uids.npy", truth["uid"][order].astype("U32"))
-        np.save(ctx.state_dir / "columns.npy", np.stack([clean[order], balanced[order]], axis=1).astype(np.float64))
+        columns = np.stack([clean[order], balanced[order], clean_l14[order]], axis=1).astype(np.float64)
+        np.save(ctx.state_dir / "columns.npy", columns)
         ctx.stat("clean_fraction", float(clean.mean()))
 
     def score_batch(self, batch: PoolBatch, ctx: StageContext) -> np.ndarray:
@@ -65,7 +70,7 @@ class NanoOracleScorer(Scorer):
             raise PluginError(f"scorer 'nano_oracle': uid {wanted[~found][0]} of shard {batch.shard} has no "
                               "ground truth in oracle/")
         rows = columns[where].astype(np.float32)
-        return {"clean": rows[:, 0], "balanced": rows[:, 1]}
+        return {"clean": rows[:, 0], "balanced": rows[:, 1], "clean_l14": rows[:, 2]}
 
 
 def _read_truth(oracle_dir: Path) -> dict[str, np.ndarray]:

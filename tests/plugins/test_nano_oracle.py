@@ -5,7 +5,7 @@ import pytest
 from filterbench import get_sampler, get_scorer
 from filterbench.harness.errors import PluginError
 from filterbench.harness.pool import Pool
-from filterbench.harness.stages.sample import run_sample
+from filterbench.harness.stages.sample import load_score_table, pool_of, run_sample
 from filterbench.harness.stages.score import run_score
 from filterbench.harness.uids import pairs_to_hex, read_subset
 from filterbench.testing import fabricate_pool
@@ -28,30 +28,38 @@ def test_oracle_needs_ground_truth(tiny_pool, store):
         run_score(store, Pool(tiny_pool), get_scorer("nano_oracle"), progress=False)
 
 
-def test_oracle_recipe_is_the_clip_selection_with_only_clean_pairs(tmp_path, store):
-    """baselines/oracle.yaml (v3): the clean pairs, and among them the best floor(0.15 N) by the L/14 CLIP score."""
+def test_oracle_recipe_is_hard_cap_sampling_over_only_the_clean_pairs(tmp_path, store):
+    """baselines/oracle.yaml (v4): hard cap sampling (cap 15) over ``clean_l14``: the L/14 score of the clean pairs."""
     from pathlib import Path
 
+    from filterbench.harness.contract import Budget
     from filterbench.harness.manager import get_plugins
     from filterbench.harness.recipes import load_recipe
 
     pool = Pool(fabricate_pool(tmp_path / "world" / "pool", rows=400, images=False, seed=3))
-    meta = [pool.read_metadata(s) for s in pool.shards]
-    uids = np.concatenate([m["uid"] for m in meta])
+    uids = np.concatenate([pool.read_metadata(s)["uid"] for s in pool.shards])
     kinds = np.random.default_rng(1).choice(["clean", "misaligned"], p=[0.6, 0.4], size=len(uids))
     _write_oracle(tmp_path / "world", uids, kinds, np.zeros(len(uids), dtype=np.int64))
     recipe = load_recipe(Path(__file__).parents[2] / "baselines" / "oracle.yaml")
     plugins = get_plugins()
-    scores = [run_score(store, pool, plugins.scorer_class(s.name)(**s.params), progress=False)
-              for s in recipe.scorers]
-    sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
-    kept = set(pairs_to_hex(read_subset(run_sample(store, sampler, scores).path / "subset.npy")).tolist())
-
+    (spec,) = recipe.scorers
+    scores = run_score(store, pool, plugins.scorer_class(spec.name)(**spec.params), progress=False)
+    table = load_score_table([scores], pool_of(store, [scores]))
+    assert (pairs_to_hex(table.uids) == uids).all()  # pool order: shard by shard, as uids above
+    clean_l14 = np.asarray(table.column("nano_oracle.clean_l14"))
     clip = np.concatenate([_clip_l14(pool, s) for s in pool.shards])
-    clean = np.flatnonzero(kinds == "clean")
-    order = clean[np.lexsort((uids[clean], -clip[clean]))]  # best first, ties by ascending uid
-    expected = set(uids[order[: int(0.15 * len(uids))]].tolist())
-    assert len(kept) == int(0.15 * len(uids)) and kept == expected
+    clean = kinds == "clean"
+    assert (clean_l14[~clean] == -1e9).all()
+    np.testing.assert_allclose(clean_l14[clean], clip[clean], atol=2e-3)
+
+    samples_seen = 3000  # 12.5 clean pairs' worth each: the cap binds for the best-scored ones
+    sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
+    selection = run_sample(store, sampler, [scores], Budget(samples_seen, 1, len(uids)))
+    counts = np.load(selection.path / "counts.npy")  # pool order
+    assert counts.sum() == samples_seen and counts.max() == 15
+    assert counts[~clean].sum() == 0  # never a noisy pair, however well it scores
+    best, worst = np.argsort(-np.where(clean, clip, -np.inf))[:20], np.argsort(np.where(clean, clip, np.inf))[:20]
+    assert counts[best].mean() > counts[worst].mean() + 5  # weighted by the L/14 score at CLIP's temperature
 
 
 def _clip_l14(pool, shard):
