@@ -134,7 +134,7 @@ class Entry:
     group_order: tuple[str, ...]
     average_group: str
     groups: dict[str, Stat]
-    compute: dict[str, Stat]  # score_cpu_s, score_gpu_s, train_wall_s
+    compute: dict[str, Stat]  # score_cpu_s, score_gpu_s, sample_cpu_s, train_wall_s
     selection: dict[str, object]  # mode, pool_size, unique_uids (mean), total (mean), max_count (max)
     missing_tasks: tuple[str, ...]
     overrides: tuple[str, ...]
@@ -222,6 +222,8 @@ def _make_entry(records: list[Record], reference: dict) -> Entry:
         groups={g: summarize([r.groups.get(g) for r in records]) for g in order},
         compute={"score_cpu_s": summarize([_scoring(r, "cpu_s") for r in records]),
                  "score_gpu_s": summarize([_scoring(r, "gpu_s") for r in records]),
+                 "sample_cpu_s": summarize([r.compute["sample"].cpu_s if "sample" in r.compute else None
+                                            for r in records]),
                  "train_wall_s": summarize([r.compute["train"].wall_s if "train" in r.compute else None
                                             for r in records])},
         selection={"mode": "/".join(sorted({r.selection.mode for r in records})),

@@ -86,7 +86,7 @@ def board_columns(section: Section) -> list[tuple[str, str]]:
     cols = [("rank", "#"), ("recipe", "Recipe"), ("version", "v"), ("seeds", "Seeds")]
     cols += [("group", g) for g in section.groups]
     cols += [("published", g) for g in section.published_groups]
-    cols += [("score_cpu_s", "Scoring CPU s"), ("score_gpu_s", "Scoring GPU s"),
+    cols += [("score_cpu_s", "Scoring CPU s"), ("score_gpu_s", "Scoring GPU s"), ("sample_cpu_s", "Sampling CPU s"),
              ("train_wall_s", "Train wall s"), ("unique_uids", "Kept uids"), ("max_count", "Max repeats"),
              ("missing", "Missing tasks")]
     if not section.official:
@@ -178,7 +178,7 @@ def render_csv(sections: list[Section]) -> str:
     header = ["scale", "section", "rank", "recipe", "recipe_version", "n_seeds", "seeds"]
     for group in groups:
         header += [f"{group_slug(group)}_{part}" for part in ("mean", "std", "ci95", "published")]
-    header += ["score_cpu_s", "score_gpu_s", "train_wall_s", "selection_mode", "pool_size", "unique_uids",
+    header += ["score_cpu_s", "score_gpu_s", "sample_cpu_s", "train_wall_s", "selection_mode", "pool_size", "unique_uids",
                "total", "max_count", "missing_tasks", "overrides", "tasklist", "tasklist_sha256",
                "aggregation_version", "published_source"]
     buffer = io.StringIO()
@@ -192,7 +192,8 @@ def render_csv(sections: list[Section]) -> str:
                 stat = e.groups.get(group, Stat(0))
                 row += [_csv_number(stat.mean, 6), _csv_number(stat.std, 6), _csv_number(stat.ci95, 6),
                         _csv_number(e.published.get(group), 6)]
-            row += [_csv_number(e.compute[k].mean, 3) for k in ("score_cpu_s", "score_gpu_s", "train_wall_s")]
+            row += [_csv_number(e.compute[k].mean, 3)
+                    for k in ("score_cpu_s", "score_gpu_s", "sample_cpu_s", "train_wall_s")]
             row += [e.selection["mode"], e.selection["pool_size"], _csv_number(e.selection["unique_uids"], 1),
                     _csv_number(e.selection["total"], 1), e.selection["max_count"], " ".join(e.missing_tasks),
                     " ".join(e.overrides), e.tasklist, e.tasklist_sha256, e.aggregation_version,

@@ -40,7 +40,8 @@ def golden_records(fake_record) -> list[dict]:
         for seed in range(3):
             extra = {}
             if SCORE_CPU[recipe] is None:
-                extra = {"compute": {"train": {"wall_s": 90.0 + seed}, "eval": {"wall_s": 30.0}},
+                extra = {"compute": {"sample": {"wall_s": 0.5, "cpu_s": 0.25 + seed}, "train": {"wall_s": 90.0 + seed},
+                                     "eval": {"wall_s": 30.0}},
                          "selection": {"mode": "subset", "pool_size": 1000, "unique_uids": 1000,
                                        "total": 1000, "max_count": 1}}
             else:
@@ -85,6 +86,8 @@ def test_golden_numbers_in_the_csv(golden_dir, tmp_path):
     assert rows["clip_score_l14_top30"]["score_cpu_s"] == f"{clip_cpu:.3f}"
     assert rows["clip_score_l14_top30"]["score_gpu_s"] == "1.500"
     assert (rows["no_filter"]["score_cpu_s"], rows["no_filter"]["train_wall_s"]) == ("0.000", "91.000")
+    assert rows["no_filter"]["sample_cpu_s"] == "1.250"  # the sample stage's CPU seconds, mean over seeds
+    assert rows["clip_score_l14_top30"]["sample_cpu_s"] == ""  # a seed without a sample stage: no mean
     assert rows["no_filter"]["unique_uids"] == "1000.0"
     assert rows["no_filter"]["published_source"] == "DataComp Table 3"
 
