@@ -11,10 +11,12 @@ dataloader workers, ``amp`` precision (``amp_bf16`` at xlarge, as DataComp's ``s
 ``workers`` is a fixed knob because open_clip rounds every epoch up to a multiple of the workers' batches, so it
 changes the step count (DataComp trap 10).  The nano rows' ``samples_seen`` is a multiple of
 ``segments * batch_size`` so every mode feeds exactly ``samples_seen`` samples (no rounding, see
-``harness/training/plan.py``); their model is ``filterbench-nano-vit2`` (``harness/training/model_configs``):
-the vision tower that learned the nano world's colour and shape attributes in ``nano-probe.md`` with lr 2e-3 and
-weight decay 0.1, with a text tower half as wide, which halves the step time so that ``nano`` sees 96,000
-samples (1.5 passes over its pool) within its time budget.
+``harness/training/plan.py``).  ``nano`` trains ``filterbench-nano-rn16`` (``harness/training/model_configs``:
+open_clip's ModifiedResNet, layers [1, 1, 1, 1], width 16, with ``filterbench-nano-vit2``'s text tower), which
+learns the nano objects two to three times faster than the ViT and costs less per step (docs/nano.md 9.0c);
+``nano-xs``, the tests' row, keeps ``filterbench-nano-vit2`` (4 x 128 ViT, patch 8), whose vision tower
+learned colour and shape in ``nano-probe.md`` with lr 2e-3 and weight decay 0.1.  ``nano`` sees 96,000 samples
+(1.5 passes over its pool) within its time budget.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     # eval, within 5 minutes on 2 cores; docs/training.md has the measurements behind these rows.
     Scale("nano-xs", "filterbench-nano-vit2", 128, 2e-3, 20, 16_000, pool_size=8_000, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True, cpu_threads=1),
-    Scale("nano", "filterbench-nano-vit2", 256, 2e-3, 50, 96_000, pool_size=64_000, precision="fp32",
+    Scale("nano", "filterbench-nano-rn16", 256, 2e-3, 50, 96_000, pool_size=64_000, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True, cpu_threads=1),
 )}
 

@@ -37,6 +37,22 @@ def test_nano_rows_use_the_registered_tiny_model(name):
     assert config["vision_cfg"]["image_size"] == 32 and "hf_tokenizer_name" not in config["text_cfg"]
 
 
+def test_the_nano_row_trains_a_modified_resnet_that_embeds_32px_images():
+    import open_clip
+    import torch
+    from filterbench.harness.training import register_model_configs
+
+    register_model_configs()
+    model = open_clip.create_model(SCALES["nano"].model)
+    # CLIP's RN family: a conv stem and attention pooling, not patches
+    assert type(model.visual).__name__ == "ModifiedResNet"
+    with torch.no_grad():
+        images = model.encode_image(torch.zeros(2, 3, 32, 32))
+        texts = model.encode_text(open_clip.get_tokenizer(SCALES["nano"].model)(["a red ball", "two cups"]))
+    assert images.shape == texts.shape == (2, 128)
+    assert sum(p.numel() for p in model.visual.parameters()) < 2_000_000
+
+
 def test_overriding_a_fixed_knob_makes_a_run_unofficial():
     nano = SCALES["nano-xs"]
     assert nano.with_overrides(name="nano-xs")[1] is True
