@@ -87,12 +87,15 @@ def format_info(manifest: dict) -> list[str]:
 
     comp = manifest["composition"]
     scores = comp["clip_scores"]["l14"]
-    header = f"{'noise type':18} {'count':>7} {'share':>6} {'L14 mean':>9} {'AUC vs clean':>13}  targeted methods"
+    header = (f"{'noise type':18} {'count':>7} {'share':>6} {'L14 mean':>9} {'AUC vs clean':>13} "
+              f"{'L14 top 30%':>12}  targeted methods")
     lines = [f"\npool: {comp['rows']} rows", header]
+    top = scores.get("top30_share", {})  # worlds built before v2 lack it
     for name, row in comp["noise_types"].items():
-        auc = scores["auc_clean_vs"].get(name)
+        auc, kept = scores["auc_clean_vs"].get(name), top.get(name)
         lines.append(f"{name:18} {row['count']:7d} {row['fraction']:6.3f} {scores['mean_by_noise_type'][name]:9.3f} "
-                     f"{'' if auc is None else f'{auc:.3f}':>13}  {NOISE_TARGETS[name]}")
+                     f"{'' if auc is None else f'{auc:.3f}':>13} {'' if kept is None else f'{kept:.3f}':>12}  "
+                     f"{NOISE_TARGETS[name]}")
     lines.append(f"\n{'concept decile':15} {'rows':>7} {'clean':>7}  classes (decile 0 = most frequent)")
     for decile, row in comp["concept_deciles"].items():
         lines.append(f"{decile:15} {row['count']:7d} {row['clean']:7d}  {', '.join(row['classes'])}")

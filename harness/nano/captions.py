@@ -134,6 +134,20 @@ def full_caption(scene: dict) -> str:
     return text if style == 0 else f"{_PREFIX[style][0]} {text}"
 
 
+def parrot(rng: np.random.Generator, texts) -> list[str]:
+    """Captions that transcribe a sign's words (``"red ball"``, ``"a red ball"``, ``"red ball for sale"``)."""
+    out = []
+    for text in texts:
+        draw = rng.random()
+        if draw < 0.4:
+            out.append(str(text))
+        elif draw < 0.8:
+            out.append(f"{_article(str(text))} {text}")
+        else:
+            out.append(f"{text}{rng.choice(_SUFFIX)}")
+    return out
+
+
 def underspecified(rng: np.random.Generator, n: int) -> list[str]:
     return [str(rng.choice(UNDERSPECIFIED)) + str(rng.choice(("", ".", "!"))) for _ in range(n)]
 

@@ -82,6 +82,14 @@ def _text_spotting(rng, n, cfg):
     return shown, captions, named["cls"].copy()
 
 
+def _parrot(rng, n, cfg):
+    # a sign of the words "<colour> <object>" captioned with those words: only reading matches them, and a
+    # teacher that reads scores them above any photo (the parrot captions that top real CLIP scores)
+    named = sc.sample_objects(rng, n, cfg.zipf)
+    signs = sc.sample_signs(rng, named)
+    return signs, cap.parrot(rng, signs["text"]), signs["cls"].copy()
+
+
 def _underspecified(rng, n, cfg):
     scenes = sc.sample_objects(rng, n, cfg.zipf)
     return scenes, cap.underspecified(rng, n), np.full(n, -1)
@@ -99,7 +107,7 @@ def _non_english(rng, n, cfg):
 
 
 _MAKERS = {"clean": _clean, "misaligned": _misaligned, "boilerplate": _boilerplate, "low_info": _low_info,
-           "text_spotting": _text_spotting, "underspecified": _underspecified,
+           "text_spotting": _text_spotting, "parrot": _parrot, "underspecified": _underspecified,
            "off_distribution": _off_distribution, "non_english": _non_english}
 
 
@@ -159,7 +167,7 @@ def _shuffle(cfg, scenes, texts, named_cls, noise_arr, langs, dup_source, exact)
     deciles, groups = concept_deciles(), head_tail()
     oracle = {
         "noise_type": noise_arr[order].astype(str),
-        "content": np.array(["object", "off_distribution", "blank", "noise"])[scenes["kind"]],
+        "content": np.array(sc.CONTENT)[scenes["kind"]],
         "object_class": obj, "caption_class": named_cls[order],
         "off_concept": np.where(scenes["kind"] == sc.KIND_OFF, scenes["cls"], -1),
         **{f: scenes[f].copy() for f in ("colour", "size", "count", "position", "background", "texture", "style")},

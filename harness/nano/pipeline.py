@@ -23,6 +23,7 @@ from filterbench.harness.seeding import derive_rng
 REF_STYLE_P = (0.7, 0.15, 0.15)  # the teacher's curated data holds more renditions than the web pool
 REF_FULL_CAPTION_P = 0.5
 REF_CANONICAL_P = 0.35
+REF_SIGN_P = 0.15  # signs captioned with their words: the web data real CLIPs learn to read from
 CLIP_ROLES = ("b32", "l14")
 ROLES = refjob.ROLES
 
@@ -39,7 +40,9 @@ def reference_sample(cfg: NanoConfig) -> dict:
     """The independent clean sample the reference models learn from (flatter class law, no noise).
 
     Returns ``images`` (decoded JPEG pixels), ``texts``, ``labels`` (ground truth per attribute head) and
-    ``text_labels`` (the attributes each caption states, -1 where it states none).
+    ``text_labels`` (the attributes each caption states, -1 where it states none).  A share of the sample are
+    signs captioned with their words, so the teachers learn to read as web-trained CLIPs do (their reading
+    heads: a sign's class and colour are the ones its words name).
     """
     rng = derive_rng(cfg.seed, "reference_sample")
     scenes = sc.sample_objects(rng, cfg.ref_pool, cfg.ref_zipf, style_p=REF_STYLE_P)
@@ -52,24 +55,37 @@ def reference_sample(cfg: NanoConfig) -> dict:
         scenes[name][canonical] = value
     labelled = rng.random(cfg.ref_pool) < noise.LABEL_TEXT_P
     scenes["text"][labelled] = cap.text_label(sc.take(scenes, labelled), with_colour=False)
+    signs = np.flatnonzero(rng.random(cfg.ref_pool) < REF_SIGN_P)
+    for name, column in sc.sample_signs(rng, sc.take(scenes, signs)).items():
+        scenes[name][signs] = column
     # curated alt-text: half of the captions state every attribute (the teacher must know them all)
-    full = rng.random(cfg.ref_pool) < REF_FULL_CAPTION_P
+    full = (rng.random(cfg.ref_pool) < REF_FULL_CAPTION_P) & (scenes["kind"] == sc.KIND_OBJECT)
     texts = [cap.full_caption({k: v[i] for k, v in scenes.items()}) if full[i] else c
              for i, c in enumerate(cap.clean_captions(rng, scenes))]
+    for row, caption in zip(signs, cap.parrot(rng, scenes["text"][signs])):
+        texts[row] = caption
     pixels = poolgen.decode_jpegs(poolgen.encode_jpegs(render.render(scenes, rng)))
     labels = attribute_labels(scenes)
     text_labels = {k: np.where(full, v, -1) for k, v in labels.items()}
     text_labels["cls"] = cap.named_class(texts)
+    text_labels["colour"][signs] = scenes["colour"][signs]
     text_labels["size"][scenes["count"] > 1] = -1  # full captions state a size for single objects only
     return {"images": pixels, "texts": texts, "labels": labels, "text_labels": text_labels}
 
 
 def attribute_labels(scenes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Ground truth per head; -1 where the image does not show it (no colour or scene in sketches)."""
+    """Ground truth per head; -1 where the image does not show it (no colour or scene in sketches).
+
+    A sign shows only words: its class and colour are the ones it names (what reading gives), the rest is void.
+    """
     photo, sketch = scenes["style"] == 0, scenes["style"] == 2
-    return {"cls": scenes["cls"].copy(), "colour": np.where(sketch, -1, scenes["colour"]),
-            "count": scenes["count"] - 1, "position": scenes["position"].copy(), "size": scenes["size"].copy(),
-            "texture": scenes["texture"].copy(), "background": np.where(photo, scenes["background"], -1)}
+    shown = scenes["kind"] == sc.KIND_OBJECT
+    labels = {"cls": scenes["cls"].copy(), "colour": np.where(sketch, -1, scenes["colour"]),
+              "count": scenes["count"] - 1, "position": scenes["position"].copy(), "size": scenes["size"].copy(),
+              "texture": scenes["texture"].copy(), "background": np.where(photo, scenes["background"], -1)}
+    for name in ("count", "position", "size", "texture", "background"):
+        labels[name][~shown] = -1
+    return labels
 
 
 def load_models(models_dir: Path, cfg: NanoConfig) -> dict:

@@ -4,9 +4,10 @@ Roles (the model names are open_clip configs in ``model_configs/``):
 
 - ``b32`` (``nano-ref-b32``): the smaller CLIP, in the role of OpenAI ViT-B/32.
 - ``l14`` (``nano-ref-l14``): the larger CLIP, in the role of OpenAI ViT-L/14 (finer patches, wider).
-- ``dino`` (``nano-ref-dino``): an image-only embedding in the role of DINOv2.  Its image tower is trained
-  self-supervised (SimCLR-style InfoNCE between two augmented views of each image); the text tower of the
-  checkpoint is left at its initialisation and must not be used.
+- ``dino`` (``nano-ref-dino``): an image-only embedding in the role of DINOv2: a small convolutional tower
+  (open_clip's ModifiedResNet, width 16) trained on images alone, with an InfoNCE between two augmented views of
+  each image and a heavier object-class head (see :mod:`reftrain`); the text tower of the checkpoint is left at
+  its initialisation and must not be used.
 
 Checkpoints are ``{"state_dict": ...}`` files, so ``open_clip.create_model_and_transforms(name,
 pretrained=path)`` loads them once :func:`register_models` has added the configs.

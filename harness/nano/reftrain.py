@@ -11,8 +11,11 @@ linear heads that predict the clean sample's ground truth (object class, colour,
 texture, background) from the unnormalised image embedding and, with the *same* weights, from the text
 embedding of captions that state the attribute.  Shared heads put each attribute in the same directions of both
 towers, which is what zero-shot transfer needs.  The heads are dropped: checkpoints are plain open_clip models.
+The teachers also read: their clean sample holds signs captioned with their words, whose class and colour
+labels are the words' (real CLIPs learned to read from web data, which is why they rank such pairs highest).
 The DINOv2-role model trains its image tower only, with a SimCLR-style InfoNCE between two augmented views plus
-the object-class head (so its clusters follow concepts, as DINOv2's do); its text tower stays untrained.
+an object-class head that outweighs it (so its clusters follow concepts, as DINOv2's do); its text tower stays
+untrained.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from filterbench.harness.nano.world import RefTraining
 from filterbench.harness.seeding import derive_int_seed, derive_rng
 
 AUX_WEIGHT = 0.5  # weight of the auxiliary heads against the contrastive loss
+# The DINOv2-role model's class head outweighs its view-contrastive term: with the contrastive term leading,
+# its clusters followed colour and scene (10-NN class purity 0.24 on the v1 world) and DynamiCS, which needs
+# concept clusters, had nothing to work with; at weight 5 the class signal leads and the views still spread
+# the embedding (purity about 0.5, session 7 probes in docs/nano.md)
+DINO_AUX_WEIGHT = 5.0
 HEAD_WEIGHTS = {"cls": 1.0, "position": 1.5, "texture": 1.0, "other": 0.5}  # the hardest attributes weigh the most
 HEAD_SCALE = 10.0  # inverse temperature of the prototype heads' cosine logits
 DINO_TEMPERATURE = 0.1
@@ -213,12 +221,14 @@ def _dino_step(torch, model, x, heads: _Heads, seed: int):
 
     def step(index):
         batch = x[index]
-        raw = model.encode_image(_augment(torch, batch, gen))
-        a = f.normalize(raw, dim=-1)
-        b = f.normalize(model.encode_image(_augment(torch, batch, gen)), dim=-1)
+        n = len(index)
+        # both views in one forward pass: one batch of 2n costs less than two of n on one thread
+        raw = model.encode_image(torch.cat([_augment(torch, batch, gen), _augment(torch, batch, gen)]))
+        a, b = f.normalize(raw[:n], dim=-1), f.normalize(raw[n:], dim=-1)
         logits = a @ b.T / DINO_TEMPERATURE
-        target = torch.arange(len(index))
+        target = torch.arange(n)
         loss = (f.cross_entropy(logits, target) + f.cross_entropy(logits.T, target)) / 2
-        return loss + AUX_WEIGHT * heads.loss(raw, index)
+        # both views carry the image's labels: twice the class signal for the same forward passes
+        return loss + DINO_AUX_WEIGHT * heads.loss(raw, torch.cat([index, index]))
 
     return step

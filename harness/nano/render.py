@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from filterbench.harness.nano import backgrounds, offdist
-from filterbench.harness.nano.scenes import KIND_BLANK, KIND_NOISE, KIND_OBJECT, KIND_OFF, size_of, take
+from filterbench.harness.nano.scenes import KIND_BLANK, KIND_NOISE, KIND_OBJECT, KIND_OFF, KIND_SIGN, size_of, take
 from filterbench.harness.nano.shapes import MASK_RES, class_masks, text_bitmap
 from filterbench.harness.nano.world import COLOURS, IMAGE_SIZE, SIZE_RADIUS, STYLES
 
@@ -39,11 +39,11 @@ def _render_chunk(scenes: dict[str, np.ndarray], rng: np.random.Generator) -> np
     if objects.size:
         image[objects] = _draw_objects(take(scenes, objects), image[objects], rng)
     for rows, fill in ((kind == KIND_OFF, offdist.render_off), (kind == KIND_BLANK, _blank),
-                       (kind == KIND_NOISE, _noise)):
+                       (kind == KIND_NOISE, _noise), (kind == KIND_SIGN, _signs)):
         index = np.flatnonzero(rows)
         if index.size:
             image[index] = fill(take(scenes, index), rng)
-    _draw_text(image, scenes["text"], rng)
+    _draw_text(image, np.where(kind == KIND_SIGN, "", scenes["text"]), rng)
     _blur(image, scenes["blur"])
     _finish(image, style, kind, rng)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
@@ -176,6 +176,34 @@ def _blank(scenes: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarra
 
 def _noise(scenes: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 255, size=(size_of(scenes), IMAGE_SIZE, IMAGE_SIZE, 3)).astype(np.float32)
+
+
+def _signs(scenes: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Signs: a board filling the frame with up to two words on it, twice the label size when they fit.
+
+    Nothing else is in the picture, so a model that reads matches the sign to a caption of its words better
+    than any photo to its caption (the parrot-caption case); a model that does not read sees two kinds of board.
+    """
+    n = size_of(scenes)
+    out = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.float32)
+    light = rng.integers(0, 2, size=n).astype(bool)
+    shade = rng.normal(0, 6, size=n)
+    nudge = rng.integers(-2, 3, size=(n, 3))
+    for row, text in enumerate(scenes["text"]):
+        ink, board = (20.0, 235.0) if light[row] else (235.0, 20.0)
+        out[row] = board + shade[row]
+        words = str(text).split()[:2]
+        scale = 2 if all(8 * len(w) - 2 <= IMAGE_SIZE - 2 for w in words) else 1
+        line_height = 7 * scale
+        top = max(1, (IMAGE_SIZE - line_height * len(words)) // 2 + int(nudge[row, 0]))
+        for line, word in enumerate(words):
+            bitmap = np.kron(text_bitmap(word, IMAGE_SIZE - 2), np.ones((scale, scale), dtype=bool))
+            bitmap = bitmap[:, :IMAGE_SIZE - 2]
+            y = top + scale + line_height * line
+            x = 1 + (IMAGE_SIZE - 2 - bitmap.shape[1]) // 2 + int(nudge[row, 1 + line] // 2)
+            x = min(max(1, x), IMAGE_SIZE - 1 - bitmap.shape[1])
+            out[row, y:y + bitmap.shape[0], x:x + bitmap.shape[1]][bitmap] = ink
+    return out
 
 
 def _draw_text(image: np.ndarray, texts: np.ndarray, rng: np.random.Generator) -> None:

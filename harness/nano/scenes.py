@@ -3,8 +3,9 @@
 A scene table is a plain ``dict`` of equal-length numpy arrays.  Fields (ids index the tuples in
 :mod:`~filterbench.harness.nano.world`):
 
-``kind``        0 object scene, 1 off-distribution concept, 2 blank image, 3 pure-noise image
-``cls``         object class id (kind 0), off-distribution concept id (kind 1), else -1
+``kind``        0 object scene, 1 off-distribution concept, 2 blank image, 3 pure-noise image, 4 sign (words only)
+``cls``         object class id (kind 0; kind 4: the class the sign's words name), off-distribution concept id
+                (kind 1), else -1
 ``colour``      colour id (object colour; the bars' colour for charts)
 ``size``        size id (0 small, 1 medium, 2 large)
 ``count``       number of objects (1..3)
@@ -22,6 +23,7 @@ import numpy as np
 
 from filterbench.harness.nano.world import (
     BACKGROUNDS,
+    COLOUR_NAMES,
     COLOURS,
     OBJECTS,
     POSITIONS,
@@ -30,7 +32,9 @@ from filterbench.harness.nano.world import (
     zipf_weights,
 )
 
-KIND_OBJECT, KIND_OFF, KIND_BLANK, KIND_NOISE = 0, 1, 2, 3
+KIND_OBJECT, KIND_OFF, KIND_BLANK, KIND_NOISE, KIND_SIGN = 0, 1, 2, 3, 4
+#: the oracle's ``content`` value per kind
+CONTENT = ("object", "off_distribution", "blank", "noise", "text")
 FIELDS = ("kind", "cls", "colour", "size", "count", "position", "background", "texture", "style", "blur", "text")
 COUNT_P = (0.8, 0.12, 0.08)
 TEXTURE_P = (0.55, 0.15, 0.15, 0.15)
@@ -86,6 +90,22 @@ def sample_blank(rng: np.random.Generator, n: int, kind: int) -> dict[str, np.nd
     """``n`` content-free images (``KIND_BLANK`` or ``KIND_NOISE``)."""
     scenes = sample_objects(rng, n, 1.0)
     scenes["kind"][:], scenes["cls"][:] = kind, -1
+    return scenes
+
+
+def sample_signs(rng: np.random.Generator, named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Signs: images of nothing but words, here the colour and name of each row of ``named`` (object scenes).
+
+    The sign keeps ``named``'s class and colour ids (what its words say, for the oracle and the teachers'
+    reading heads); it shows no object, so every other attribute is void.
+    """
+    n = size_of(named)
+    scenes = sample_objects(rng, n, 1.0, classes=named["cls"])
+    scenes["kind"][:], scenes["colour"][:] = KIND_SIGN, named["colour"]
+    scenes["count"][:], scenes["size"][:], scenes["position"][:] = 1, 1, 0
+    scenes["style"][:], scenes["texture"][:] = 0, 0
+    scenes["text"] = np.array([f"{COLOUR_NAMES[int(c)]} {OBJECTS[int(k)][0]}" for k, c in
+                               zip(named["cls"], named["colour"])], dtype=object)
     return scenes
 
 

@@ -29,6 +29,12 @@ def _scores(features: dict[str, np.ndarray], role: str) -> np.ndarray:
     return (img * txt).sum(1) / (np.linalg.norm(img, axis=1) * np.linalg.norm(txt, axis=1))
 
 
+def _top_share(scores: np.ndarray, noise: np.ndarray, fraction: float) -> dict[str, float]:
+    """Share of each noise type among the best ``fraction`` of rows by score: what CLIP-score filtering keeps."""
+    top = noise[np.argsort(-scores, kind="stable")[: int(round(fraction * len(scores)))]]
+    return {t: round(float((top == t).mean()), 4) for t in NOISE_TYPES if (noise == t).any()}
+
+
 def composition(oracle: dict[str, np.ndarray], features: dict[str, np.ndarray]) -> dict:
     """Counts per noise type, per concept decile and head/tail group, plus CLIP-score statistics."""
     noise = oracle["noise_type"]
@@ -58,5 +64,6 @@ def composition(oracle: dict[str, np.ndarray], features: dict[str, np.ndarray]) 
                                    if (noise == t).any()},
             "auc_clean_vs": {t: round(roc_auc(clean, scores[noise == t]), 4) for t in NOISE_TYPES
                              if t != "clean" and (noise == t).any()},
+            "top30_share": _top_share(scores, noise, 0.3),
         }
     return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 #: bump on any change that alters a built world's bytes (it enters the cache key)
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 IMAGE_SIZE = 32
 
 # In-distribution object classes, most frequent first (Zipf rank = list index).  Singular, plural.
@@ -54,7 +54,7 @@ STYLES = ("photo", "cartoon", "sketch")
 #: eval-only corruption for the "noise" distribution shift (a photo under heavy pixel noise)
 NOISY_STYLE = "noisy"
 
-NOISE_TYPES = ("clean", "misaligned", "boilerplate", "low_info", "text_spotting", "underspecified",
+NOISE_TYPES = ("clean", "misaligned", "boilerplate", "low_info", "text_spotting", "parrot", "underspecified",
                "near_duplicate", "off_distribution", "non_english")
 
 #: which family of methods each noise type is meant to challenge (docs/nano.md explains each)
@@ -64,6 +64,7 @@ NOISE_TARGETS = {
     "boilerplate": "CLIP score, text/caption filters",
     "low_info": "CLIP score, basic filter (size), image quality filters",
     "text_spotting": "T-MARS (text masking before re-scoring)",
+    "parrot": "CLIP score's blind spot (it ranks them highest); T-MARS, target-aware filters (NormSim, image-based)",
     "underspecified": "HYPE (specificity)",
     "near_duplicate": "DynamiCS, SemDeDup, image-based clustering",
     "off_distribution": "NormSim, DFN, image-based clustering",
@@ -76,13 +77,14 @@ class NoiseMix:
     """Fractions of the pool per noise type (they sum to 1)."""
 
     clean: float = 0.40
-    misaligned: float = 0.20
-    boilerplate: float = 0.08
-    low_info: float = 0.05
-    text_spotting: float = 0.05
-    underspecified: float = 0.06
+    misaligned: float = 0.14
+    boilerplate: float = 0.07
+    low_info: float = 0.04
+    text_spotting: float = 0.03
+    parrot: float = 0.12
+    underspecified: float = 0.05
     near_duplicate: float = 0.06
-    off_distribution: float = 0.06
+    off_distribution: float = 0.05
     non_english: float = 0.04
 
     def counts(self, total: int) -> dict[str, int]:
@@ -157,10 +159,10 @@ def ref_specs(b32: int, l14: int, dino: int) -> tuple[tuple[str, RefTraining], .
 
 
 PRESETS: dict[str, NanoConfig] = {
-    "xs": NanoConfig("xs", pool_size=8_000, pool_parquets=2, ref_pool=6_000, refs=ref_specs(12_000, 20_000, 4_000),
+    "xs": NanoConfig("xs", pool_size=8_000, pool_parquets=2, ref_pool=6_000, refs=ref_specs(12_000, 30_000, 40_000),
                      eval_size=400, retrieval_size=200, hq_size=600, downstream_size=600, labelled_size=200),
     "default": NanoConfig("default", pool_size=64_000, pool_parquets=4, ref_pool=30_000,
-                          refs=ref_specs(64_000, 100_000, 24_000), eval_size=1_000, retrieval_size=1_000,
+                          refs=ref_specs(64_000, 100_000, 64_000), eval_size=1_000, retrieval_size=1_000,
                           hq_size=4_000, downstream_size=4_000, labelled_size=600),
 }
 

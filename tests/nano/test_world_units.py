@@ -106,3 +106,53 @@ def test_compose_pool_mixes_noise_types_exactly():
     assert (kinds[pool["dup_source"][dups]] == "clean").all()
     assert (pool["oracle"]["caption_lang"][kinds == "non_english"] != "en").all()
     assert (pool["oracle"]["text_drawn"][kinds == "text_spotting"] != "").all()
+
+
+def test_parrot_rows_are_signs_captioned_with_their_words():
+    cfg = get_config("xs", pool_size=2000)
+    pool = noise.compose_pool(cfg)
+    oracle = pool["oracle"]
+    parrot = np.flatnonzero(oracle["noise_type"] == "parrot")
+    assert len(parrot) == cfg.noise.counts(2000)["parrot"] > 0
+    assert set(oracle["content"][parrot]) == {"text"} and (oracle["object_class"][parrot] == -1).all()
+    assert (oracle["content"][oracle["noise_type"] != "parrot"] != "text").all()
+    for row in parrot:
+        words = oracle["text_drawn"][row]
+        colour, noun = words.split()
+        assert words in pool["captions"][row]  # the caption transcribes the sign
+        assert noun == OBJECTS[oracle["caption_class"][row]][0] and colour in cap.COLOUR_NAMES
+    assert (oracle["head_tail"][parrot] == "none").all()  # a sign shows no concept: no tail credit
+
+
+def test_signs_show_only_their_words():
+    rng = np.random.default_rng(0)
+    named = sc.sample_objects(rng, 6, 1.0, classes=np.array([0, 1, 2, 3, 4, 19]))
+    signs = sc.sample_signs(rng, named)
+    assert (signs["kind"] == sc.KIND_SIGN).all() and (signs["cls"] == named["cls"]).all()
+    images = render.render(signs, np.random.default_rng(1)).astype(np.float32)
+    # two tones only (board and ink, up to sensor noise and anti-aliasing-free glyphs): no object, no scene
+    grey = images.mean(axis=3)
+    ink = (np.abs(grey - grey.mean(axis=(1, 2), keepdims=True)) > 60).mean(axis=(1, 2))
+    assert ((ink > 0.05) & (ink < 0.5)).all()
+    assert (images.std(axis=3) < 20).mean() > 0.95  # board and ink are grey: no coloured object
+    # short words are drawn at twice the label size (3x5 glyphs become 6x10): "red cup" inks far more pixels
+    # than the same words on a label band over an object
+    words = sc.sample_objects(rng, 1, 1.0, classes=np.array([6]), colour=0)  # a red cup
+    sign = render.render(sc.sample_signs(rng, words), np.random.default_rng(2)).mean(axis=3)
+    board = np.median(sign)
+    assert (np.abs(sign - board) > 100).sum() > 2.5 * 4 * 15  # the 1x bitmaps of RED and CUP ink ~4 x 15 px
+
+
+def test_reference_sample_teaches_reading_through_signs():
+    from filterbench.harness.nano import pipeline
+
+    sample = pipeline.reference_sample(get_config("xs", ref_pool=600))
+    named = cap.named_class(sample["texts"])
+    sign_rows = np.flatnonzero(sample["labels"]["count"] == -1)  # only signs have no count
+    assert 0.08 < len(sign_rows) / 600 < 0.22  # REF_SIGN_P = 0.15
+    # a sign's class and colour labels are what its caption (its words) names; the rest is void
+    assert (sample["labels"]["cls"][sign_rows] == named[sign_rows]).all()
+    assert (sample["text_labels"]["colour"][sign_rows] == sample["labels"]["colour"][sign_rows]).all()
+    for head in ("position", "size", "texture", "background"):
+        assert (sample["labels"][head][sign_rows] == -1).all()
+    assert (sample["labels"]["count"] >= 0).sum() == 600 - len(sign_rows)

@@ -310,10 +310,6 @@ def test_recipe_raises_rare_class_share_on_a_zipf_pool(tmp_path):
 
 # -- the nano world ------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue #6): the nano worlds' DINOv2-role embedding does not cluster by object class (the mean norm "
-    "of a class's mean unit feature is 0.15-0.16 on xs and default), so DynamiCS's cluster sizes do not follow "
-    "concept frequency; strict, so the suite fails once the world gets it right"))
 def test_nano_tail_concepts_share_rises(tmp_path, xs_world):
     """DynamiCS keeps a larger share of tail-concept uids (oracle ``head_tail == "tail"``) than the pool holds
     (= no_filter), averaged over the segments of a nano-xs schedule."""
@@ -336,4 +332,5 @@ def test_nano_tail_concepts_share_rises(tmp_path, xs_world):
     tail = (oracle.loc[uids, "head_tail"] == "tail").to_numpy()
     assert tail.any()
     kept_share = float(np.mean([tail[row > 0].mean() for row in counts]))
+    print(f"\ntail-concept share: kept {kept_share:.4f}, pool {tail.mean():.4f}")
     assert kept_share > tail.mean(), (kept_share, float(tail.mean()))
