@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from filterbench.harness.errors import StoreError
 from filterbench.harness.pool import Pool
 from filterbench.harness.poolcheck import check_pool
-from filterbench.harness.store import Artifact, Store
+from filterbench.harness.store import Artifact, Store, write_json_atomic
 from filterbench.harness.uids import atomic_save_npy
+
+#: where the pool's files were last seen, beside the (immutable) manifest: a pool is identified by its bytes, so
+#: the same pool copied or rebuilt elsewhere keeps its key, and the store must read it where it is now
+LOCATION = "location.json"
 
 
 def register_pool(store: Store, pool: Pool, label: str | None = None) -> Artifact:
@@ -22,6 +28,8 @@ def register_pool(store: Store, pool: Pool, label: str | None = None) -> Artifac
     label = label or _label(pool.root)
     existing = store.get("pools", label, key)
     if existing is not None:
+        if pool_root(existing) != pool.root.resolve():
+            write_json_atomic(existing.path / LOCATION, {"pool_root": str(pool.root.resolve())})
         return existing
     with store.build("pools", label, key, inputs) as building:
         report = check_pool(pool)
@@ -31,6 +39,23 @@ def register_pool(store: Store, pool: Pool, label: str | None = None) -> Artifac
         shards = [{"stem": s.stem, "rows": s.rows, "offset": s.offset} for s in pool.shards]
         return building.finish({"pool_root": str(pool.root.resolve()), "size": pool.size,
                                 "shards": shards, "check": report})
+
+
+def pool_root(artifact: Artifact) -> Path:
+    """The folder that holds the pool's files now: the latest registration's, else the first one's."""
+    location = artifact.path / LOCATION
+    if location.is_file():
+        return Path(json.loads(location.read_text())["pool_root"])
+    return Path(artifact.manifest["pool_root"])
+
+
+def pool_shards_dir(artifact: Artifact) -> Path:
+    """The pool's ``shards/`` folder, or a clear error when its files are gone from where they were registered."""
+    shards = pool_root(artifact) / "shards"
+    if not shards.is_dir() or not any(shards.glob("*.tar")):
+        raise StoreError(f"pool {artifact.path.name}: no tar shards at {shards} (moved or deleted since it was "
+                         "registered); pass the pool's current folder with --pool so the store finds it again")
+    return shards
 
 
 def _label(root: Path) -> str:

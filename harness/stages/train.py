@@ -27,6 +27,7 @@ import numpy as np
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.scales import Scale, get_scale
 from filterbench.harness.seeding import derive_rng
+from filterbench.harness.stages.pool import pool_shards_dir
 from filterbench.harness.stages.sample import load_counts
 from filterbench.harness.store import Artifact, Building, Store, write_json_atomic
 from filterbench.harness.training import resharder
@@ -161,7 +162,7 @@ def _prepare(store: Store, building: Building, ctx: dict, workers: int, count_fe
     selection, budget = ctx["selection"], ctx["budget"]
     pool_artifact = store.find(selection.manifest["pool_key"], kind="pools")
     pool_uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False)
-    shards_dir = Path(pool_artifact.manifest["pool_root"]) / "shards"
+    shards_dir = pool_shards_dir(pool_artifact)
     tars = resharder.index_pool(building, shards_dir, _parallel(workers, pool_uids.size), progress)
     table = resharder.load_table(building, tars, pool_uids)
     plan = build_plan(selection.manifest["mode"], load_counts(selection), table.available(), budget,

@@ -153,3 +153,24 @@ def test_subset_sampler_with_repeats_is_refused():
 
     with pytest.raises(InvariantError, match="subset counts are 0 or 1"):
         Cheat()(np.zeros(10), 10)
+
+
+def test_a_moved_pool_is_read_where_it_is_now(tiny_pool, store, tmp_path):
+    """A pool is identified by its bytes: the same pool copied elsewhere keeps its key, and once the first copy
+    is gone the store must read the tars of the copy that was registered last, or say clearly that none is left."""
+    import shutil
+
+    from filterbench.harness.errors import StoreError
+    from filterbench.harness.stages.pool import pool_root, pool_shards_dir, register_pool
+
+    first = register_pool(store, Pool(tiny_pool))
+    copy = tmp_path / "elsewhere" / tiny_pool.name
+    shutil.copytree(tiny_pool, copy)
+    again = register_pool(store, Pool(copy))
+    assert again.key == first.key and again.path == first.path
+    assert pool_root(again) == copy.resolve() and pool_shards_dir(again) == copy.resolve() / "shards"
+    assert again.manifest["pool_root"] == str(tiny_pool.resolve())  # the ID card itself is never rewritten
+    again.verify()
+    shutil.rmtree(copy)
+    with pytest.raises(StoreError, match="no tar shards at .*pass the pool's current folder with --pool"):
+        pool_shards_dir(store.find(first.key, kind="pools"))
