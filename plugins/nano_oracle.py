@@ -14,8 +14,9 @@ Card
         ``clean_l14``: the parquet's ``clip_l14_similarity_score`` for the clean pairs and ``-1e9`` for the rest:
             log-weights for a sampler (soft or hard cap) that may draw only ground-truth clean pairs (score
             columns must be finite; a weight of exp(-1e9 / temperature) is exactly 0).
-    Recipe ``oracle`` (v4) runs hard cap sampling over ``clean_l14`` (the board's best sampler restricted to
-    the clean pairs); ``balanced`` is for ceiling variants (its measured result: oracle.yaml notes).
+    Recipe ``oracle`` (v5) takes the top 20% of the pool by ``balanced`` with ``balance`` 0.5 (per-class
+    quotas ~ sqrt(n_c), best L/14 pairs first); ``clean_l14`` serves capped-sampler ceilings (v4: hard cap
+    over it; the measured variants are in oracle.yaml's notes).
     Versions: 1 - ``clean`` only.  2 - adds ``balanced``.  3 - adds ``clean_l14`` (the others unchanged).
 """
 

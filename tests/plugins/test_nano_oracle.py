@@ -28,38 +28,39 @@ def test_oracle_needs_ground_truth(tiny_pool, store):
         run_score(store, Pool(tiny_pool), get_scorer("nano_oracle"), progress=False)
 
 
-def test_oracle_recipe_is_hard_cap_sampling_over_only_the_clean_pairs(tmp_path, store):
-    """baselines/oracle.yaml (v4): hard cap sampling (cap 15) over ``clean_l14``: the L/14 score of the clean pairs."""
+def test_oracle_recipe_takes_class_balanced_clean_pairs_best_first(tmp_path, store):
+    """baselines/oracle.yaml (v5): 20% of the pool, only clean pairs, per-class quotas ~ sqrt(n_c) (one common
+    factor for every class not exhausted), and within a class the best pairs by the L/14 score."""
     from pathlib import Path
 
-    from filterbench.harness.contract import Budget
     from filterbench.harness.manager import get_plugins
     from filterbench.harness.recipes import load_recipe
 
-    pool = Pool(fabricate_pool(tmp_path / "world" / "pool", rows=400, images=False, seed=3))
+    pool = Pool(fabricate_pool(tmp_path / "world" / "pool", rows=1000, images=False, seed=3))
     uids = np.concatenate([pool.read_metadata(s)["uid"] for s in pool.shards])
-    kinds = np.random.default_rng(1).choice(["clean", "misaligned"], p=[0.6, 0.4], size=len(uids))
-    _write_oracle(tmp_path / "world", uids, kinds, np.zeros(len(uids), dtype=np.int64))
+    rng = np.random.default_rng(1)
+    kinds = rng.choice(["clean", "misaligned"], p=[0.6, 0.4], size=len(uids))
+    classes = rng.choice(4, p=[0.55, 0.25, 0.15, 0.05], size=len(uids))
+    _write_oracle(tmp_path / "world", uids, kinds, classes)
     recipe = load_recipe(Path(__file__).parents[2] / "baselines" / "oracle.yaml")
     plugins = get_plugins()
     (spec,) = recipe.scorers
     scores = run_score(store, pool, plugins.scorer_class(spec.name)(**spec.params), progress=False)
-    table = load_score_table([scores], pool_of(store, [scores]))
-    assert (pairs_to_hex(table.uids) == uids).all()  # pool order: shard by shard, as uids above
-    clean_l14 = np.asarray(table.column("nano_oracle.clean_l14"))
-    clip = np.concatenate([_clip_l14(pool, s) for s in pool.shards])
-    clean = kinds == "clean"
-    assert (clean_l14[~clean] == -1e9).all()
-    np.testing.assert_allclose(clean_l14[clean], clip[clean], atol=2e-3)
-
-    samples_seen = 3000  # 12.5 clean pairs' worth each: the cap binds for the best-scored ones
     sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
-    selection = run_sample(store, sampler, [scores], Budget(samples_seen, 1, len(uids)))
+    selection = run_sample(store, sampler, [scores])
     counts = np.load(selection.path / "counts.npy")  # pool order
-    assert counts.sum() == samples_seen and counts.max() == 15
-    assert counts[~clean].sum() == 0  # never a noisy pair, however well it scores
-    best, worst = np.argsort(-np.where(clean, clip, -np.inf))[:20], np.argsort(np.where(clean, clip, np.inf))[:20]
-    assert counts[best].mean() > counts[worst].mean() + 5  # weighted by the L/14 score at CLIP's temperature
+    clean = kinds == "clean"
+    assert counts.max() == 1 and counts.sum() == len(uids) // 5 and counts[~clean].sum() == 0
+    clip = np.concatenate([_clip_l14(pool, s) for s in pool.shards])
+    factors = []
+    for c in range(4):
+        members = np.flatnonzero(clean & (classes == c))
+        kept = counts[members] > 0
+        order = np.argsort(-clip[members], kind="stable")
+        assert kept[order].tolist() == sorted(kept.tolist(), reverse=True)  # a best-first prefix of the class
+        if kept.sum() < len(members):
+            factors.append(kept.sum() / np.sqrt(len(members)))
+    assert len(factors) >= 2 and max(factors) - min(factors) < 1.5 / np.sqrt(20)  # one factor, up to rounding
 
 
 def _clip_l14(pool, shard):
