@@ -48,11 +48,5 @@ def test_random_30_is_not_above_no_filter_beyond_noise(averages):
     assert statistics.mean(averages["random_30"]) <= statistics.mean(averages["no_filter"]) + noise
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue #5): on the RN16 row the oracle (v4: hard cap sampling over the clean pairs only) is level "
-    "with CLIP score L/14 top 30% (0.445 vs 0.442, 0.2 seed standard deviations).  CLIP score's top 30% is 97% "
-    "clean rows or their copies, and world variants with noise CLIP score lets through (wrong-object captions, "
-    "reading teachers; branch xp/nano-world-v2) showed the tiny student does not feel up to a quarter of noise "
-    "at this budget.  docs/nano.md section 9.0a"))
 def test_oracle_beats_clip_score_by_three_seed_sds(averages):
     assert _gap_in_sds(averages, "clip_score_l14_top30", "oracle") >= 3
