@@ -42,7 +42,9 @@ from filterbench.harness.training.distributed import (
 from filterbench.harness.training.launcher import ATTEMPTS, DONE_MARKER, LaunchSpec, launch_inprocess
 from filterbench.harness.training.plan import PLANNED_MODES, FeedBudget, TrainError, build_plan, feed_budget
 
-TRAIN_RECIPE_VERSION = 1
+#: bump on any change that alters a training's bytes (it enters the key).  2: subset mode's sample shuffle is
+#: seeded (training/shuffle.py); version-1 subset trainings were one unseeded draw each and are not reused.
+TRAIN_RECIPE_VERSION = 2
 log = logging.getLogger("filterbench.train")
 LAUNCHERS = ("inprocess", "torchrun", "slurm")
 COSTS = "costs.jsonl"

@@ -8,10 +8,14 @@
    ``group_by_keys_nothrow`` does not skip -> ``open_clip_train.data.tar_file_expander`` with ``eof_value=None``;
 3. patch trap 6: open_clip_train wraps DDP with ``device_ids=[device]`` even on CPU -> a DDP subclass that
    drops CPU device ids;
-4. replace ``open_clip_train.main.get_data`` by a wrapper: the planned modes get the planned loader
+4. seed the sample shuffle of open_clip_train's webdataset loader (our trap: ``wds.shuffle`` is called without
+   a seed, and webdataset then seeds it from the process id and the clock, so the same subset-mode training
+   gave other weights each run) -> :class:`~.shuffle.EpochSeededShuffle`, seeded from the dataloader worker's seed
+   (itself derived from ``--seed`` and the rank) and the epoch;
+5. replace ``open_clip_train.main.get_data`` by a wrapper: the planned modes get the planned loader
    (:mod:`.stream`), the subset mode open_clip's own loader; either way the train dataloader is wrapped in a
    :class:`~.feed.FeedMeter` (epoch timing, optional fed-uid records);
-5. call ``main(argv)``; a ``-1`` return (trap 8: it returns -1 but would exit 0) or a missing final checkpoint
+6. call ``main(argv)``; a ``-1`` return (trap 8: it returns -1 but would exit 0) or a missing final checkpoint
    is a failure (exit status 1); on success rank 0 writes ``train_done.json``.
 
 Every attempt appends one line to ``attempts.jsonl`` (rank 0): epochs run with their samples and wall time.
@@ -74,13 +78,15 @@ class LaunchSpec:
 
 
 def apply_patches(extra_config_dirs: tuple[str, ...] = ()) -> None:
-    """Model registration plus the trap 2 and trap 6 patches; idempotent."""
+    """Model registration, the trap 2 and trap 6 patches and the seeded sample shuffle; idempotent."""
     import open_clip_train.data
     import torch
     import webdataset
     from filterbench.harness.training.models import register_model_configs
+    from filterbench.harness.training.shuffle import seed_sample_shuffle
 
     register_model_configs(*extra_config_dirs)
+    seed_sample_shuffle(open_clip_train.data)
     open_clip_train.data.tar_file_expander = functools.partial(webdataset.tariterators.tar_file_expander,
                                                                eof_value=None)
     if not getattr(torch.nn.parallel.DistributedDataParallel, "_filterbench_cpu_ok", False):
