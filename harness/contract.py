@@ -49,10 +49,28 @@ class Needs:
 
 @dataclass(frozen=True)
 class ScoreInput:
-    """Another scorer whose output columns this scorer consumes (HYPE's composite, M-FLYT's mixer)."""
+    """Another scorer whose output columns this scorer consumes (HYPE's composite, M-FLYT's mixer).
+
+    Its columns reach the consumer as ``"<scorer>.<column>"``; when two inputs are the same scorer with
+    different params (CLIP score of two models), they are told apart as ``"<scorer>[0].<column>"``,
+    ``"<scorer>[1].<column>"`` in the order :meth:`Scorer.required_scores` lists them
+    (:func:`input_prefixes`).
+    """
 
     scorer: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def input_prefixes(scorers: list[str]) -> list[str]:
+    """The column prefix of each consumed scorer: its name, or ``name[j]`` when the name occurs more than once
+    (``j`` counting that name's occurrences from 0)."""
+    seen: dict[str, int] = {}
+    prefixes = []
+    for name in scorers:
+        j = seen.get(name, 0)
+        seen[name] = j + 1
+        prefixes.append(name if scorers.count(name) == 1 else f"{name}[{j}]")
+    return prefixes
 
 
 @dataclass
@@ -86,24 +104,55 @@ class StageContext:
     Attributes:
         rng: a generator seeded from (run seed, stage, plugin, shard); the only legal source of randomness.
         seed: the run seed (for libraries that need an int: derive with ``filterbench.harness.seeding``).
-        state_dir: where ``fit`` writes and ``score_batch`` reads learned state (cached with the scores).
+        state_dir: where ``fit`` writes and ``score_batch`` reads learned state.  The fit stage keeps it as
+            its own artifact (``fits/``) and the score artifact holds a copy, so re-scoring never re-fits.
+        checkpoint_dir: ``fit`` only: where to keep resumable checkpoints.  It survives a killed fit (the
+            next run of the same fit finds them) and is deleted once the fit completes.
         device: ``"cpu"`` or ``"cuda"``; plugins move their models there.
         log: a logger whose records land in the artifact's log file.
         shard_index: index of the shard being processed (-1 outside per-shard work).
         stats: numbers a plugin wants recorded in the manifest (see :meth:`stat`).
+        scores: ``fit`` only: the columns of the consumed scorers (:meth:`Scorer.required_scores`) over the
+            whole pool, a :class:`ScoreColumns`; ``None`` when the scorer consumes none.
     """
 
     rng: np.random.Generator
     seed: int = 0
     state_dir: Path | None = None
+    checkpoint_dir: Path | None = None
     device: str = "cpu"
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("filterbench.plugin"))
     shard_index: int = -1
     stats: dict[str, float] = field(default_factory=dict)
+    scores: "ScoreColumns | None" = None
 
     def stat(self, name: str, value: float) -> None:
         """Record a number (e.g. a fitted model's validation loss) in the stage manifest."""
         self.stats[name] = float(value)
+
+
+class ScoreColumns:
+    """Consumed score columns over a whole pool, in pool order, read on demand (what ``fit`` sees).
+
+    Args:
+        parts: per metadata shard (pool order), a callable returning that shard's columns
+            (``"<scorer>.<column>"`` -> float32 array).
+        names: the qualified column names available.
+    """
+
+    def __init__(self, parts: list, names: tuple[str, ...]):
+        self._parts, self.names, self._cache = parts, tuple(names), {}
+
+    def column(self, name: str) -> np.ndarray:
+        """One column over the pool (qualified, or bare when unambiguous); unknown names list the choices."""
+        qualified = ScoreTable({n: np.zeros(0) for n in self.names}).column_name(name)
+        if qualified not in self._cache:
+            self._cache[qualified] = np.concatenate([read()[qualified] for read in self._parts]) \
+                if self._parts else np.zeros(0, np.float32)
+        return self._cache[qualified]
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 @dataclass(frozen=True)
@@ -155,16 +204,20 @@ class ScoreTable:
 
     def column(self, name: str | None) -> np.ndarray:
         """One column by name; ``None`` picks the only column, or fails listing the choices."""
+        return self.columns[self.column_name(name)]
+
+    def column_name(self, name: str | None) -> str:
+        """The qualified name ``name`` refers to (see :meth:`column`)."""
         if name is None:
             if len(self.columns) != 1:
                 raise ParamsError(f"several score columns {sorted(self.columns)}; name one with -p column=...")
-            return next(iter(self.columns.values()))
+            return next(iter(self.columns))
         if name in self.columns:
-            return self.columns[name]
+            return name
         # allow the bare column name when it is unambiguous ("score" for "clip_score.score")
         matches = [k for k in self.columns if k.split(".", 1)[-1] == name]
         if len(matches) == 1:
-            return self.columns[matches[0]]
+            return matches[0]
         raise ParamsError(f"no score column {name!r}; available: {sorted(self.columns)}")
 
     def __len__(self) -> int:
@@ -238,9 +291,18 @@ class Scorer(_Plugin):
     def fit(self, pool: Any, ctx: StageContext) -> None:
         """Optional: train a model on the pool (or on auxiliary data) before scoring.
 
-        Called once, in the main process, before any :meth:`score_batch`.  Write the fitted state under
-        ``ctx.state_dir``; it is cached with the scores and reused by every worker.
+        Called once, in the main process, before any :meth:`score_batch`, as the *fit stage*: its own
+        content-addressed artifact (``fits/<scorer>-<key>``, keyed by the scorer's :meth:`fit_identity`, the
+        pool, the consumed scores and the score seed), so a fitted state is computed once and reused by every
+        score artifact that needs it.  Write the fitted state under ``ctx.state_dir``; keep resumable
+        checkpoints under ``ctx.checkpoint_dir`` (a killed fit is re-run with the same folders, so a fit that
+        checks for its latest checkpoint resumes from it).  ``ctx.scores`` holds the consumed score columns.
         """
+
+    def fit_identity(self) -> dict[str, Any]:
+        """What enters the fit stage's key.  Default: :meth:`identity` (every param).  Override to leave out
+        params that only change scoring, so that changing them re-scores without re-fitting."""
+        return self.identity()
 
     def setup(self, ctx: StageContext) -> None:
         """Optional: load models or fitted state once per worker process."""

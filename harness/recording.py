@@ -22,6 +22,11 @@ def _cost(artifact: Artifact) -> dict:
     return {k: cost[k] for k in _COST_FIELDS if k in cost and cost[k] is not None} or {"wall_s": 0.0}
 
 
+def _fit_cost(fit: dict) -> dict:
+    cost = fit.get("cost", {})
+    return {k: cost[k] for k in _COST_FIELDS if k in cost and cost[k] is not None} or {"wall_s": 0.0}
+
+
 def _plugin_ref(artifact: Artifact, kind: str) -> dict | None:
     plugin = artifact.manifest.get("plugin") or {}
     if not plugin.get("name") or plugin.get("plugin") is None:
@@ -74,6 +79,9 @@ def build_record(ctx: "RunContext", result: "RunResult", plugins: "Plugins") -> 
     for artifact in scored:
         name = f"score:{artifact.manifest['plugin']['name']}"
         compute[name if name not in compute else f"{name}@{artifact.key[:12]}"] = _cost(artifact)
+        fit = artifact.manifest.get("fit")
+        if fit is not None:  # a learned scorer's training, metered by its own (fit) stage
+            compute[f"{name}:fit@{fit['key'][:12]}"] = _fit_cost(fit)
     compute.update({"sample": _cost(result.selection), "train": _cost(result.train), "eval": _cost(result.eval)})
     refs = [_plugin_ref(a, "scorer") for a in scored] + [_plugin_ref(result.selection, "sampler")]
     stats = selection["stats"]

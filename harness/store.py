@@ -3,7 +3,8 @@
 Layout under the work directory (``--workdir`` or ``$FILTERBENCH_HOME``, default ``./filterbench-work``)::
 
     pools/<label>-<key>/        manifest.json, uids.npy, _COMPLETE
-    scores/<scorer>-<key>/      manifest.json, parts/<shard>.parquet, fit/, _COMPLETE
+    fits/<scorer>-<key>/        manifest.json, state/ (a learned scorer's fitted state), _COMPLETE
+    scores/<scorer>-<key>/      manifest.json, parts/<shard>.parquet, fit/ (a copy of the fit's state), _COMPLETE
     selections/<sampler>-<key>/ manifest.json, counts.npy, subset.npy (or subset-seg000.npy ...), _COMPLETE
     train/<label>-<key>/ ...    eval/<label>-<key>/ ...
 
@@ -28,8 +29,9 @@ from filterbench.harness.hashing import canonical_json, content_key, file_digest
 
 COMPLETE = "_COMPLETE"
 MANIFEST = "manifest.json"
-KINDS = ("pools", "scores", "selections", "train", "eval")
-STAGE_OF_KIND = {"pools": "pool", "scores": "score", "selections": "sample", "train": "train", "eval": "eval"}
+KINDS = ("pools", "fits", "scores", "selections", "train", "eval")
+STAGE_OF_KIND = {"pools": "pool", "fits": "fit", "scores": "score", "selections": "sample", "train": "train",
+                 "eval": "eval"}
 
 
 def default_workdir() -> Path:

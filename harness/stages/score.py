@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filterbench.harness.contract import PoolBatch, Scorer, StageContext
+from filterbench.harness.contract import PoolBatch, Scorer, StageContext, input_prefixes
 from filterbench.harness.errors import PluginError
 from filterbench.harness.executor import run_units
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.pool import Pool, ShardInfo
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.seeding import derive_rng
+from filterbench.harness.stages.fit import copy_state, run_fit
 from filterbench.harness.stages.pool import register_pool
 from filterbench.harness.store import Artifact, Building, Store
 
@@ -60,32 +61,19 @@ def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: 
     done = store.get("scores", scorer.name, key)
     if done is not None:
         return done
+    plugin = plugins.distribution_of(plugins.scorers.owner(scorer.name)) if scorer.name in plugins.scorers \
+        else {"plugin": None}
+    # the fit is its own artifact (and its own compute), built before the score stage's meter starts
+    fit = run_fit(store, pool, scorer, pool_artifact.key, deps, seed, plugin) if scorer.has_fit else None
     with store.build("scores", scorer.name, key, inputs) as building:
         job = _ShardJob(scorer, pool, building, seed, deps)
+        if fit is not None:
+            copy_state(fit, building.dir / "fit")
         with CostMeter() as cost:
-            fit_stats = _fit_once(job)
             todo = [s for s in pool.shards if building.unit_done(s.stem) is None]
             # forked workers are joined before the meter stops, so their CPU time is in RUSAGE_CHILDREN
             run_units(lambda shard: _score_shard(job, shard), todo, workers, f"score {scorer.name}", progress)
-        plugin = plugins.distribution_of(plugins.scorers.owner(scorer.name)) if scorer.name in plugins.scorers \
-            else {"plugin": None}
-        return _finish(job, pool_artifact.key, fit_stats, cost, plugin)
-
-
-def _fit_once(job: _ShardJob) -> dict:
-    """Run the scorer's fit step in the main process unless its fitted state is already there."""
-    if not job.scorer.has_fit:
-        return {}
-    record = job.building.unit_done("fit")
-    if record is not None:
-        return record.get("stats", {})
-    state_dir = job.building.dir / "fit"
-    state_dir.mkdir(exist_ok=True)
-    ctx = StageContext(rng=derive_rng(job.seed, "fit", job.scorer.name), seed=job.seed, state_dir=state_dir,
-                       log=log)
-    job.scorer.fit(job.pool, ctx)
-    files = sorted(str(p.relative_to(job.building.dir)) for p in state_dir.rglob("*") if p.is_file())
-    return job.building.mark_unit("fit", files, stats=ctx.stats)["stats"]
+        return _finish(job, pool_artifact.key, fit, cost, plugin)
 
 
 def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
@@ -97,8 +85,8 @@ def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
                        state_dir=job.building.dir / "fit", log=log, shard_index=shard.offset)
     scorer.setup(ctx)
     batch = job.pool.batches(scorer.needs, shard)
-    for dep in job.deps:
-        batch.scores.update(read_part_columns(dep, shard.stem))
+    for dep, prefix in zip(job.deps, dep_prefixes(job.deps)):
+        batch.scores.update(read_part_columns(dep, shard.stem, prefix))
     columns = _score_in_batches(scorer, batch, ctx)
     part = f"parts/{shard.stem}.parquet"
     _write_part(job.building.dir / part, batch.uids, columns)
@@ -170,12 +158,18 @@ def _write_part(path, uids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def read_part_columns(artifact: Artifact, stem: str) -> dict[str, np.ndarray]:
-    """One shard's score columns from a score artifact, qualified as ``<scorer>.<column>``."""
+def read_part_columns(artifact: Artifact, stem: str, prefix: str | None = None) -> dict[str, np.ndarray]:
+    """One shard's score columns from a score artifact, qualified as ``<prefix>.<column>`` (default prefix:
+    the scorer's name)."""
     manifest = artifact.manifest
     table = pq.read_table(artifact.path / f"parts/{stem}.parquet")
-    scorer = manifest["inputs"]["scorer"]["name"]
-    return {f"{scorer}.{c}": table.column(c).to_numpy() for c in manifest["columns"]}
+    prefix = prefix or manifest["inputs"]["scorer"]["name"]
+    return {f"{prefix}.{c}": table.column(c).to_numpy() for c in manifest["columns"]}
+
+
+def dep_prefixes(deps: list[Artifact]) -> list[str]:
+    """Column prefixes of consumed score artifacts, in order (:func:`contract.input_prefixes`)."""
+    return input_prefixes([d.manifest["inputs"]["scorer"]["name"] for d in deps])
 
 
 def _column_stats(values: np.ndarray) -> dict:
@@ -188,7 +182,7 @@ def _column_stats(values: np.ndarray) -> dict:
             "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
 
 
-def _finish(job: _ShardJob, pool_key: str, fit_stats: dict, cost: CostMeter, plugin: dict) -> Artifact:
+def _finish(job: _ShardJob, pool_key: str, fit: Artifact | None, cost: CostMeter, plugin: dict) -> Artifact:
     building, pool = job.building, job.pool
     columns = job.scorer.output_columns()
     values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
@@ -203,7 +197,9 @@ def _finish(job: _ShardJob, pool_key: str, fit_stats: dict, cost: CostMeter, plu
         for path in sorted(p for p in fit_dir.rglob("*") if p.is_file()):
             building.add_output(str(path.relative_to(building.dir)))
     stats = {c: _column_stats(np.concatenate(v)) for c, v in values.items()}
+    fit_ref = {"fit": {"key": fit.key, "cost": fit.manifest.get("cost", {})}} if fit is not None else {}
     return building.finish({"pool_key": pool_key, "columns": list(columns), "rows": pool.size,
-                            "parts": [s.stem for s in pool.shards], "stats": stats, "fit_stats": fit_stats,
+                            "parts": [s.stem for s in pool.shards], "stats": stats,
+                            "fit_stats": fit.manifest.get("stats", {}) if fit is not None else {}, **fit_ref,
                             "cost": cost.as_dict(), "requires": [d.key for d in job.deps],
                             "plugin": {"name": job.scorer.name, "version": job.scorer.version, **plugin}})
