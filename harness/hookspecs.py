@@ -67,6 +67,28 @@ def register_samplers(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_model_configs(register: Callable[..., None]) -> None:
+    """Register folders of open_clip model configs (``<name>.json`` files with ``embed_dim``, ``vision_cfg``
+    and ``text_cfg``) that scorers and worlds name as architectures.
+
+    Called once per process, the first time a learned scorer loads an open_clip model by name
+    (:func:`filterbench.harness.assets.load_model`); each folder is added to open_clip's registry once.
+
+    Args:
+        register: call ``register(path)`` once per folder.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Example::
+
+        @filterbench.hookimpl
+        def register_model_configs(register):
+            register(Path(__file__).parent / "model_configs")
+    """
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add sub-commands to the ``filterbench`` command line.
 
@@ -88,7 +110,8 @@ def stage_finished(stage: str, manifest: dict) -> None:
     (not when a completed stage is reused).
 
     Args:
-        stage: ``"score"``, ``"sample"``, ``"train"`` or ``"eval"``.
+        stage: ``"pool"``, ``"fit"`` (a learned scorer's fitted state), ``"score"``, ``"sample"``, ``"train"``
+            or ``"eval"``.
         manifest: the artifact's manifest as a dict (read-only by convention).
 
     Returns:

@@ -108,6 +108,23 @@ class Plugins:
             self._samplers = self._collect("sampler", Sampler, "register_samplers")
         return self._samplers
 
+    def model_config_owners(self) -> dict[str, list[str]]:
+        """Plugin name -> folders of open_clip model configs it registers (``register_model_configs``)."""
+        from pathlib import Path
+
+        owners: dict[str, list[str]] = {}
+        for impl in self.pm.hook.register_model_configs.get_hookimpls():
+            folders: list[str] = []
+            impl.function(register=lambda path, _f=folders: _f.append(str(Path(path).resolve())))
+            owners[impl.plugin_name] = folders
+        return owners
+
+    def model_config_dirs(self) -> list:
+        """Every folder of open_clip model configs that plugins register, sorted."""
+        from pathlib import Path
+
+        return sorted({Path(f) for folders in self.model_config_owners().values() for f in folders})
+
     def _unknown(self, kind: str, name: str, registry: Registry) -> PluginError:
         """Explain an unknown name: it may belong to a plugin that failed to load."""
         broken = [i for i in self.infos.values() if i.error]

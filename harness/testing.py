@@ -110,6 +110,27 @@ def _write_tars(root, rng, uids, texts, sizes, tar_id, rows_per_tar, missing, wr
     return tar_id
 
 
+def fabricate_labelled_set(folder: str | Path, rows: int = 60, classes: Sequence[str] = ("cat", "dog", "car"),
+                           seed: int = 0, split: str = "train", size: int = 16) -> Path:
+    """Write a small labelled set in DataComp's eval layout (``classnames.txt``, templates, ``<split>/*.tar``
+    of ``.webp`` + ``.cls``), the layout of ImageNet-train for FLYT or a downstream training set.  Images are
+    random noise tinted by class, so a model can tell the classes apart."""
+    from filterbench.harness.evaluation.evalsets import write_classification_evalset
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(classes), size=rows)
+    tints = rng.integers(0, 256, size=(len(classes), 3))
+    images = [np.clip(tints[c] + rng.normal(0, 40, size=(size, size, 3)), 0, 255).astype(np.uint8)
+              for c in labels]
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".staging")
+    write_classification_evalset(staging, images, labels.tolist(), list(classes),
+                                 ["a photo of a {c}.", "a {c}.", "an image of a {c}."], overwrite=True)
+    (staging / "test").rename(staging / split)
+    staging.rename(folder)
+    return folder
+
+
 # -- conformance checks ------------------------------------------------------------------------------------------
 def check_scorer(scorer: Scorer, workdir: str | Path, pool: str | Path | None = None, plugins: Any = None) -> Any:
     """Run ``scorer`` through the real score stage and check what every scorer must guarantee.
