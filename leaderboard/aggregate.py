@@ -18,6 +18,7 @@ from pathlib import Path
 from filterbench.harness.errors import FilterbenchError
 from filterbench.leaderboard.records import record_order
 from filterbench.leaderboard.schema import Record
+from filterbench.leaderboard.stats import t_quantile
 
 #: the oracle's noise type for correct pairs; every other type counts as noise
 CLEAN = "clean"
@@ -32,32 +33,11 @@ class LeaderboardError(FilterbenchError):
 
 # -- statistics ----------------------------------------------------------------------------------------------
 
-def _t_mass(t: float, dof: int) -> float:
-    """P(|T| < t) for Student's t with an integer ``dof`` (the finite series of A&S 26.7.3-4)."""
-    theta = math.atan(t / math.sqrt(dof))
-    cos2 = math.cos(theta) ** 2
-    if dof % 2 == 0:
-        term, total = 1.0, 1.0
-        for k in range(dof // 2 - 1):
-            term *= (2 * k + 1) / (2 * k + 2) * cos2
-            total += term
-        return math.sin(theta) * total
-    term, series = math.cos(theta), 0.0
-    for k in range(1, (dof - 1) // 2 + 1):
-        series += term
-        term *= (2 * k) / (2 * k + 1) * cos2
-    return 2 / math.pi * (theta + math.sin(theta) * series)
-
-
 def t_quantile_975(dof: int) -> float:
     """The 97.5% quantile of Student's t (the two-sided 95% critical value), to double precision."""
     if dof < 1:
         raise ValueError("dof must be >= 1")
-    lo, hi = 0.0, 1000.0  # dof=1 needs 12.71; the mass at 1000 exceeds 0.95 for every dof
-    for _ in range(200):  # bisection: exact and needs no table or scipy
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _t_mass(mid, dof) < 0.95 else (lo, mid)
-    return (lo + hi) / 2
+    return t_quantile(0.975, dof)
 
 
 @dataclass(frozen=True)
