@@ -174,6 +174,14 @@ class RankAgreement:
     concordant: tuple[tuple[str, str], ...]
     discordant: tuple[tuple[str, str], ...]
     tied: tuple[tuple[str, str], ...]  # tied in either scoring
+    tied_x: int = 0  # pairs tied in the first scoring
+    tied_y: int = 0  # pairs tied in the second
+
+    def tau_if(self, concordant: int, discordant: int) -> float | None:
+        """tau-b had ``concordant`` and ``discordant`` pairs been counted instead (ties unchanged)."""
+        n0 = len(self.concordant) + len(self.discordant) + len(self.tied)
+        denominator = math.sqrt((n0 - self.tied_x) * (n0 - self.tied_y))
+        return (concordant - discordant) / denominator if denominator else None
 
 
 def _sign(value: float) -> int:
@@ -194,7 +202,6 @@ def kendall_tau_b(x: Mapping[str, float], y: Mapping[str, float]) -> RankAgreeme
         sx, sy = _sign(x[a] - x[b]), _sign(y[a] - y[b])
         tied_x, tied_y = tied_x + (sx == 0), tied_y + (sy == 0)
         kinds["t" if sx * sy == 0 else ("c" if sx == sy else "d")].append((a, b))
-    n0 = len(pairs)
-    denominator = math.sqrt((n0 - tied_x) * (n0 - tied_y))
-    tau = (len(kinds["c"]) - len(kinds["d"])) / denominator if denominator else None
-    return RankAgreement(tau, tuple(kinds["c"]), tuple(kinds["d"]), tuple(kinds["t"]))
+    agreement = RankAgreement(None, tuple(kinds["c"]), tuple(kinds["d"]), tuple(kinds["t"]), tied_x, tied_y)
+    tau = agreement.tau_if(len(kinds["c"]), len(kinds["d"]))
+    return RankAgreement(tau, agreement.concordant, agreement.discordant, agreement.tied, tied_x, tied_y)

@@ -1,4 +1,4 @@
-"""The recipe key ``resources``: declared by every committed recipe, validated, and outside the recipe's key."""
+"""The recipe key ``resources``: declared by every committed recipe, validated, kept out of the key."""
 
 from __future__ import annotations
 
