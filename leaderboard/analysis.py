@@ -156,13 +156,15 @@ def task_chance(entries: list[Entry]) -> list[TaskChance]:
     ``p``; over ``n`` seeds the mean's is that over ``sqrt(n)``.  A recipe leaves chance on a task when its
     mean exceeds ``p`` by CHANCE_SE of those.  Tasks no recipe leaves add noise and no signal to the Average.
     """
-    infos = tasklist_tasks(entries[0].tasklist_sha256) if entries else None
+    sha = entries[0].tasklist_sha256 if entries else None
+    infos = tasklist_tasks(sha) if sha else None
     if not infos:
         return []
+    same = [e for e in entries if e.tasklist_sha256 == sha]  # a task's chance belongs to its task list
     out = []
     for key, info in infos.items():
         above = []
-        for e in entries:
+        for e in same:
             stat = e.tasks.get(key)
             if None in (info.chance, info.size) or stat is None or stat.mean is None:
                 continue
