@@ -11,6 +11,12 @@ A recipe file::
       - {name: clip_score, params: {model: l14}}
     sampler: {name: top_fraction, params: {fraction: 0.3, column: clip_score.score}}
     scales: [nano-xs, nano, small, medium]
+    resources: {class: public, uses: [OpenAI CLIP ViT-L/14]}   # what outside the pool the recipe relies on
+
+``resources`` declares the recipe's resource class (the board's track column): ``public`` (public data and
+models only), ``private`` (data or models not publicly available, such as DFN's HQITP-trained filter) or
+``oracle`` (the nano world's ground truth, a ceiling only); ``uses`` names them for a reader.  It never enters
+the recipe's key (it changes no output), and a recipe without it shows as ``undeclared`` on the board.
 
 Files whose name starts with ``_`` are include-only.  Precedence when running: CLI flags > recipe > defaults.
 """
@@ -29,7 +35,9 @@ from filterbench.harness.hashing import content_key
 
 BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
 RECIPE_KEYS = {"version", "name", "description", "citation", "include", "scorers", "sampler", "scales",
-               "score_seed", "notes", "oracle"}
+               "score_seed", "notes", "oracle", "resources"}
+#: resource classes a recipe can declare, from least to most privileged (docs/leaderboard.md, "Resources")
+RESOURCE_CLASSES = ("public", "private", "oracle")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Recipe:
     scales: tuple[str, ...]
     score_seed: int = 0
     path: str = ""
+    resources: str | None = None  # resource class (RESOURCE_CLASSES); None: undeclared
+    resources_uses: tuple[str, ...] = ()
 
     def identity(self) -> dict:
         return {"name": self.name, "version": self.version,
@@ -113,9 +123,24 @@ def load_recipe(ref: str | Path) -> Recipe:
     except (KeyError, TypeError, AttributeError):
         raise RecipeError(f"{path}: scorers must be a list of {{name, params}} and sampler a {{name, params}}") \
             from None
+    resources, uses = _resources(path, data.get("resources"))
     return Recipe(name=str(data["name"]), version=int(data["version"]), description=str(data.get("description", "")),
                   citation=str(data.get("citation", "")), scorers=scorers, sampler=sampler,
-                  scales=tuple(data.get("scales") or ()), score_seed=int(data.get("score_seed", 0)), path=str(path))
+                  scales=tuple(data.get("scales") or ()), score_seed=int(data.get("score_seed", 0)), path=str(path),
+                  resources=resources, resources_uses=uses)
+
+
+def _resources(path: Path, value: Any) -> tuple[str | None, tuple[str, ...]]:
+    """``(class, uses)`` of a recipe's ``resources: {class: ..., uses: [...]}`` (None: not declared)."""
+    if value is None:
+        return None, ()
+    classes = " | ".join(RESOURCE_CLASSES)
+    if not isinstance(value, dict) or set(value) - {"class", "uses"} or value.get("class") not in RESOURCE_CLASSES:
+        raise RecipeError(f"{path}: resources must be {{class: {classes}, uses: [names]}}, got {value!r}")
+    uses = value.get("uses") or []
+    if not isinstance(uses, list) or not all(isinstance(u, str) for u in uses):
+        raise RecipeError(f"{path}: resources.uses must be a list of names, got {uses!r}")
+    return value["class"], tuple(uses)
 
 
 def check_recipe(recipe: Recipe, plugins: Any = None) -> dict:

@@ -4,6 +4,10 @@ One *entry* is every record sharing (scale, official, recipe name, recipe versio
 version); its numbers are means over its seeds.  The 95% confidence interval is the t-distribution half-width
 ``t(0.975, n-1) * s / sqrt(n)`` with the sample standard deviation ``s``; one seed has no interval.  A mean is
 only reported when every seed has the value: averaging the seeds that happen to have it would hide a failure.
+
+Records of different recipe versions never share an entry, and a section ranks only the newest version of each
+recipe it has: older versions' entries are kept apart as *superseded* (listed, never ranked or compared), so a
+recipe change cannot blend old and new seeds.
 """
 
 from __future__ import annotations
@@ -16,14 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filterbench.harness.errors import FilterbenchError
+from filterbench.leaderboard.declarations import UNDECLARED, RecipeDeclaration, recipe_declaration
 from filterbench.leaderboard.records import record_order
 from filterbench.leaderboard.schema import Record
+from filterbench.leaderboard.stats import t_quantile
 
 #: the oracle's noise type for correct pairs; every other type counts as noise
 CLEAN = "clean"
-#: header of baselines/reference.csv (published numbers, filled in from the papers)
+#: header of baselines/reference.csv (published numbers, filled in from the papers); ``resources`` is the
+#: resource class of the published run, which can differ from the recipe's (a public stand-in for a private
+#: model)
 REFERENCE_COLUMNS = ("recipe", "scale", "imagenet", "imagenet_dist_shifts", "vtab", "retrieval", "average",
-                     "source")
+                     "resources", "source")
+_NUMBER_COLUMNS = REFERENCE_COLUMNS[2:7]
+#: the header before the resources column, still read (its rows have no published resource class)
+_LEGACY_COLUMNS = tuple(c for c in REFERENCE_COLUMNS if c != "resources")
 
 
 class LeaderboardError(FilterbenchError):
@@ -32,32 +43,11 @@ class LeaderboardError(FilterbenchError):
 
 # -- statistics ----------------------------------------------------------------------------------------------
 
-def _t_mass(t: float, dof: int) -> float:
-    """P(|T| < t) for Student's t with an integer ``dof`` (the finite series of A&S 26.7.3-4)."""
-    theta = math.atan(t / math.sqrt(dof))
-    cos2 = math.cos(theta) ** 2
-    if dof % 2 == 0:
-        term, total = 1.0, 1.0
-        for k in range(dof // 2 - 1):
-            term *= (2 * k + 1) / (2 * k + 2) * cos2
-            total += term
-        return math.sin(theta) * total
-    term, series = math.cos(theta), 0.0
-    for k in range(1, (dof - 1) // 2 + 1):
-        series += term
-        term *= (2 * k) / (2 * k + 1) * cos2
-    return 2 / math.pi * (theta + math.sin(theta) * series)
-
-
 def t_quantile_975(dof: int) -> float:
     """The 97.5% quantile of Student's t (the two-sided 95% critical value), to double precision."""
     if dof < 1:
         raise ValueError("dof must be >= 1")
-    lo, hi = 0.0, 1000.0  # dof=1 needs 12.71; the mass at 1000 exceeds 0.95 for every dof
-    for _ in range(200):  # bisection: exact and needs no table or scipy
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _t_mass(mid, dof) < 0.95 else (lo, mid)
-    return (lo + hi) / 2
+    return t_quantile(0.975, dof)
 
 
 @dataclass(frozen=True)
@@ -95,7 +85,7 @@ def load_reference(path: str | Path | None) -> dict[tuple[str, str], dict[str, o
         return {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != REFERENCE_COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (REFERENCE_COLUMNS, _LEGACY_COLUMNS):
             expected = ",".join(REFERENCE_COLUMNS)
             raise LeaderboardError(f"{path}: header must be {expected}, got {reader.fieldnames}")
         table: dict[tuple[str, str], dict[str, object]] = {}
@@ -103,9 +93,21 @@ def load_reference(path: str | Path | None) -> dict[tuple[str, str], dict[str, o
             key = (row["recipe"], row["scale"])
             if key in table:
                 raise LeaderboardError(f"{path}:{line}: second row for recipe {key[0]!r} at scale {key[1]!r}")
-            table[key] = {"source": row["source"], **{c: _reference_value(path, line, c, row[c])
-                                                      for c in REFERENCE_COLUMNS[2:-1]}}
+            table[key] = {"source": row["source"],
+                          "resources": _reference_class(path, line, row.get("resources")),
+                          **{c: _reference_value(path, line, c, row[c]) for c in _NUMBER_COLUMNS}}
     return table
+
+
+def _reference_class(path: str | Path, line: int, text: str | None) -> str | None:
+    from filterbench.harness.recipes import RESOURCE_CLASSES
+
+    if text is None or text.strip() == "":
+        return None
+    if text not in RESOURCE_CLASSES:
+        classes = ", ".join(RESOURCE_CLASSES)
+        raise LeaderboardError(f"{path}:{line}: resources {text!r} is not one of {classes}")
+    return text
 
 
 def _reference_value(path: str | Path, line: int, column: str, text: str | None) -> float | None:
@@ -142,6 +144,20 @@ class Entry:
     clean_share: Stat | None  # share of clean pairs among the kept uids
     published: dict[str, float] = field(default_factory=dict)
     published_source: str | None = None
+    published_resources: str | None = None  # the published run's resource class (reference.csv)
+    seed_values: dict[str, dict[int, float]] = field(default_factory=dict)  # group -> seed -> score (paired)
+    tasks: dict[str, Stat] = field(default_factory=dict)  # task key -> main metric over seeds
+    declaration: RecipeDeclaration | None = None  # the recipe file's current version and resources
+
+    @property
+    def resources(self) -> str:
+        """The recipe's declared resource class, or ``undeclared``."""
+        return (self.declaration.resources if self.declaration else None) or UNDECLARED
+
+    @property
+    def outdated(self) -> bool:
+        """The recipe file has a newer version than these records (a re-run is pending)."""
+        return self.declaration is not None and self.declaration.version > self.recipe_version
 
     @property
     def primary_group(self) -> str | None:
@@ -208,9 +224,14 @@ def _entry_oracle(records: list[Record]) -> tuple[dict[str, tuple[Stat, Stat]] |
     return ordered, clean
 
 
-def _make_entry(records: list[Record], reference: dict) -> Entry:
+def _seed_values(records: list[Record], group: str) -> dict[int, float]:
+    return {r.seed: r.groups[group] for r in records if r.groups.get(group) is not None}
+
+
+def _make_entry(records: list[Record], reference: dict, recipes_dir: Path) -> Entry:
     first = records[0]
     order = tuple(_ordered_union(r.group_order for r in records))
+    task_keys = _ordered_union(r.metrics for r in records)
     oracle, clean = _entry_oracle(records)
     entry = Entry(
         scale=first.scale, official=first.official, recipe=first.recipe.name,
@@ -233,12 +254,16 @@ def _make_entry(records: list[Record], reference: dict) -> Entry:
                    "max_count": max(r.selection.max_count for r in records)},
         missing_tasks=tuple(sorted({t for r in records for t in r.missing_tasks})),
         overrides=tuple(sorted({k for r in records for k in r.overrides})),
-        oracle=oracle, clean_share=clean)
+        oracle=oracle, clean_share=clean,
+        seed_values={g: _seed_values(records, g) for g in order},
+        tasks={t: summarize([r.metrics.get(t) for r in records]) for t in task_keys},
+        declaration=recipe_declaration(first.recipe.name, recipes_dir))
     published = reference.get((entry.recipe, entry.scale)) if entry.official else None
     if published:
         entry.published = {g: published[group_slug(g)] for g in order
                            if published.get(group_slug(g)) is not None}
         entry.published_source = str(published["source"])
+        entry.published_resources = published.get("resources")
     return entry
 
 
@@ -249,6 +274,7 @@ class Section:
     scale: str
     official: bool
     entries: list[Entry]
+    superseded: list[Entry] = field(default_factory=list)  # older recipe versions: listed, never ranked
 
     @property
     def groups(self) -> list[str]:
@@ -270,19 +296,36 @@ def _scale_rank(scale: str) -> tuple:
     return (names.index(scale), "") if scale in names else (len(names), scale)
 
 
-def board_sections(records: list[Record], reference: dict | None = None) -> list[Section]:
-    """Sections in board order: scales as in the scale table (unknown ones after, by name), official first."""
+def _split_versions(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+    """(ranked, superseded): per recipe name, only the entries of its newest recorded version are ranked."""
+    newest: dict[str, int] = {}
+    for e in entries:
+        newest[e.recipe] = max(newest.get(e.recipe, e.recipe_version), e.recipe_version)
+    ranked = [e for e in entries if e.recipe_version == newest[e.recipe]]
+    superseded = [e for e in entries if e.recipe_version != newest[e.recipe]]
+    return ranked, sorted(superseded, key=lambda e: (e.recipe, -e.recipe_version, e.sort_key()))
+
+
+def board_sections(records: list[Record], reference: dict | None = None,
+                   recipes_dir: str | Path | None = None) -> list[Section]:
+    """Sections in board order: scales as in the scale table (unknown ones after, by name), official first.
+
+    ``recipes_dir`` (default ``baselines/``) holds the recipe files whose versions and resources it shows.
+    """
+    from filterbench.harness.recipes import BASELINES_DIR
+
+    folder = Path(recipes_dir) if recipes_dir is not None else BASELINES_DIR
     buckets: dict[tuple, list[Record]] = {}
     for record in sorted(records, key=record_order):
         key = (record.scale, record.official, record.recipe.name, record.recipe.version,
                record.tasklist.sha256, record.aggregation_version)
         buckets.setdefault(key, []).append(record)
-    entries = [_make_entry(group, reference or {}) for group in buckets.values()]
+    entries = [_make_entry(group, reference or {}, folder) for group in buckets.values()]
     sections = []
     for scale in sorted({e.scale for e in entries}, key=_scale_rank):
         for official in (True, False):
-            chosen = sorted((e for e in entries if e.scale == scale and e.official == official),
-                            key=Entry.sort_key)
-            if chosen:
-                sections.append(Section(scale, official, chosen))
+            chosen = [e for e in entries if e.scale == scale and e.official == official]
+            ranked, superseded = _split_versions(chosen)
+            if ranked:
+                sections.append(Section(scale, official, sorted(ranked, key=Entry.sort_key), superseded))
     return sections

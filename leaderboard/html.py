@@ -15,7 +15,9 @@ from html import escape
 
 from filterbench.leaderboard import svg
 from filterbench.leaderboard.aggregate import Entry, Section
-from filterbench.leaderboard.build import (
+from filterbench.leaderboard.analysis import Analysis
+from filterbench.leaderboard.build import View
+from filterbench.leaderboard.columns import (
     DASH,
     INTRO,
     board_columns,
@@ -24,6 +26,8 @@ from filterbench.leaderboard.build import (
     header_text,
     section_title,
 )
+from filterbench.leaderboard.html_analysis import CSS as ANALYSIS_CSS
+from filterbench.leaderboard.html_analysis import analysis_html
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }
@@ -84,7 +88,7 @@ _SCRIPT = """
 })();
 """
 
-_TEXT_KINDS = ("recipe", "overrides")
+_TEXT_KINDS = ("recipe", "overrides", "resources")
 
 
 def _csp() -> str:
@@ -105,13 +109,16 @@ def _td(text: str, value: str | None, numeric: bool, title: str | None = None) -
     return f"<td{attrs}>{escape(text)}</td>"
 
 
-def _sort_value(entry: Entry, rank: int, kind: str, label: str) -> str | None:
+def _sort_value(entry: Entry, rank: int, kind: str, label: str, analysis: Analysis | None) -> str | None:
     """The machine value a column sorts on ("" for missing); None where the displayed text is the value."""
     numbers = {"rank": rank, "version": entry.recipe_version, "seeds": len(entry.seeds),
-               "unique_uids": entry.selection["unique_uids"], "max_count": entry.selection["max_count"],
-               "missing": len(entry.missing_tasks)}
+               "unique_uids": entry.selection["unique_uids"], "total": entry.selection["total"],
+               "max_count": entry.selection["max_count"], "missing": len(entry.missing_tasks)}
     if kind in numbers:
         value = numbers[kind]
+    elif kind == "versus":
+        diff = analysis.versus.get(entry.recipe) if analysis else None
+        value = 0.0 if analysis and entry is analysis.reference else (diff.mean if diff else None)
     elif kind == "group":
         value = entry.mean(label)
     elif kind == "published":
@@ -124,6 +131,8 @@ def _sort_value(entry: Entry, rank: int, kind: str, label: str) -> str | None:
 
 
 def _cell_title(entry: Entry, kind: str) -> str | None:
+    if kind == "resources" and entry.declaration and entry.declaration.uses:
+        return "uses: " + ", ".join(entry.declaration.uses)
     if kind == "recipe":
         source = f"; published: {entry.published_source}" if entry.published_source else ""
         return (f"recipe version {entry.recipe_version}; seeds {' '.join(map(str, entry.seeds))}; task list "
@@ -134,13 +143,14 @@ def _cell_title(entry: Entry, kind: str) -> str | None:
     return None
 
 
-def _board_table(section: Section, table_id: str) -> list[str]:
-    cols = board_columns(section)
+def _board_table(section: Section, analysis: Analysis, table_id: str) -> list[str]:
+    cols = board_columns(section, analysis)
     head = "".join(_th(header_text(k, label), k not in _TEXT_KINDS) for k, label in cols)
     lines = [(f'<div class="wide"><table class="sortable board" id="{escape(table_id)}">'
               f"<thead><tr>{head}</tr></thead><tbody>")]
     for rank, entry in enumerate(section.entries, 1):
-        cells = "".join(_td(cell_text(entry, rank, k, label), _sort_value(entry, rank, k, label),
+        cells = "".join(_td(cell_text(entry, rank, k, label, analysis),
+                            _sort_value(entry, rank, k, label, analysis),
                             k not in _TEXT_KINDS, _cell_title(entry, k)) for k, label in cols)
         lines.append(f'<tr data-rank="{rank}">{cells}</tr>')
     return lines + ["</tbody></table></div>"]
@@ -167,7 +177,8 @@ def _oracle_table(section: Section, table_id: str) -> list[str]:
 
 def _plots(section: Section) -> list[str]:
     """Average vs the primary group, per-group bars, and Average vs scoring compute."""
-    series = [svg.Series(rank, e.recipe, svg.color(rank - 1)) for rank, e in enumerate(section.entries, 1)]
+    colors = svg.colors(len(section.entries))
+    series = [svg.Series(rank, e.recipe, colors[rank - 1]) for rank, e in enumerate(section.entries, 1)]
     pairs = list(zip(series, section.entries))
     plots = []
     avg_name = section.entries[0].average_group
@@ -191,16 +202,18 @@ def _plots(section: Section) -> list[str]:
     return ['<div class="plots">'] + plots + ["</div>"]
 
 
-def _section(section: Section, index: int) -> list[str]:
+def _section(view: View, index: int) -> list[str]:
+    section, analysis = view.section, view.analysis
     table_id = f"board-{index}"
-    lines = [f"<h3>{escape(section_title(section))}</h3>"] + _board_table(section, table_id) + _plots(section)
+    lines = [f"<h3>{escape(section_title(section))}</h3>"] + _board_table(section, analysis, table_id)
+    lines += _plots(section)
     if section.noise_types:
         lines += ["<h4>Noise detection against the oracle</h4>",
                   ('<p class="note">P: of the uids the method removed, the share of this noise type. '
                    "R: of this noise type's uids, the share removed. \u201cany noise\u201d pools every type "
                    "but clean.</p>")]
         lines += _oracle_table(section, f"oracle-{index}")
-    return lines
+    return lines + analysis_html(section, analysis, index)
 
 
 def _code_spans(text: str) -> str:
@@ -208,24 +221,25 @@ def _code_spans(text: str) -> str:
     return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", text)
 
 
-def render_html(sections: list[Section], n_records: int) -> str:
+def render_html(views: list[View], n_records: int) -> str:
     """The whole page as text (deterministic: the same sections give the same bytes)."""
     intro = _code_spans(escape(INTRO.format(dash=DASH)))
     body = [(f"<p>Generated by <code>filterbench leaderboard build</code> from {n_records} run record(s); "
              "do not edit by hand.</p>"),
             f'<p class="note">{intro} Click a column header to sort.</p>']
-    if not sections:
+    if not views:
         body.append("<p>No records yet. A record is added by a pull request; see docs/leaderboard.md.</p>")
     scale = None
-    for index, section in enumerate(sections):
-        if section.scale != scale:
-            scale = section.scale
+    for index, view in enumerate(views):
+        if view.section.scale != scale:
+            scale = view.section.scale
             body.append(f"<h2>Scale <code>{escape(scale)}</code></h2>")
-        body += _section(section, index)
+        body += _section(view, index)
     head = ['<!DOCTYPE html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',
             f'<meta http-equiv="Content-Security-Policy" content="{_csp()}">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            "<title>filterbench leaderboard</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
+            "<title>filterbench leaderboard</title>", f"<style>{_CSS}{ANALYSIS_CSS}</style>", "</head>",
+            "<body>",
             "<h1>filterbench leaderboard</h1>"]
     tail = [f"<script>{_SCRIPT}</script>", "</body>", "</html>"]
     return "\n".join(head + body + tail) + "\n"

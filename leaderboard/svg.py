@@ -2,13 +2,17 @@
 
 Every coordinate is written with one decimal and every label goes through :func:`html.escape`, so the same
 entries give the same bytes and no record text can open a tag.  Points are numbered with their board rank; the
-legend beside each plot maps numbers to recipe names.
+legend beside each plot maps numbers to recipe names.  Readability does not depend on the number of recipes:
+each gets its own colour (:func:`colors`, as far apart as a colour space allows), a point's number is placed
+where it overlaps no other number (or left out: the colour, legend and tooltip still name the point), the
+legend is as wide as its longest name and the bar plot widens with the number of bars.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 
 # Tableau 10: distinguishable, colour-blind friendlier than matplotlib's old default
@@ -16,6 +20,9 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
            "#bab0ac")
 PLOT_W, PLOT_H = 380, 260  # the plotting area
 LEFT, TOP, BOTTOM, LEGEND_W = 64, 34, 58, 200
+BAR_MIN_W = 5  # the narrowest bar before the bar plot widens
+CHAR_W = 7.2  # generous width of a 12 px character
+LABEL_UP, LABEL_DOWN = 12, 4  # a point label's extent above and below its baseline (11 px bold, with margin)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,57 @@ class Point:
 
 def color(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
+
+
+def colors(n: int) -> list[str]:
+    """``n`` distinct colours: Tableau 10, then, one at a time, the candidate farthest from all chosen ones.
+
+    Distance is CIE76 Delta E in Lab, which follows perceived difference far better than RGB; candidates are
+    a grid of hues, saturations and lightnesses that stay visible on a white page.  Deterministic, so the
+    same board gets the same colours.
+    """
+    out = list(PALETTE[:n])
+    if len(out) < n:
+        labs = [_lab(c) for c in out]
+        pool = _candidates()
+        nearest = [min(_delta_e(lab, other) for other in labs) for _, lab in pool]
+        while len(out) < n:
+            best = max(range(len(pool)), key=lambda i: (nearest[i], -i))
+            colour, lab = pool[best]
+            out.append(colour)
+            nearest = [min(d, _delta_e(lab, other)) for d, (_, other) in zip(nearest, pool)]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _candidates() -> tuple[tuple[str, tuple[float, float, float]], ...]:
+    colours = dict.fromkeys(_hsl(h, s, lum) for h in range(0, 360, 6) for s in (40, 60, 80)
+                            for lum in (30, 42, 54, 66))
+    return tuple((c, _lab(c)) for c in colours if c not in PALETTE)
+
+
+def _hsl(hue: float, sat: float, light: float) -> str:
+    s, lum = sat / 100, light / 100
+    chroma = (1 - abs(2 * lum - 1)) * s
+    x = chroma * (1 - abs((hue / 60) % 2 - 1))
+    r, g, b = [(chroma, x, 0), (x, chroma, 0), (0, chroma, x), (0, x, chroma), (x, 0, chroma),
+               (chroma, 0, x)][int(hue // 60) % 6]
+    m = lum - chroma / 2
+    return "#" + "".join(f"{round((v + m) * 255):02x}" for v in (r, g, b))
+
+
+def _lab(colour: str) -> tuple[float, float, float]:
+    """sRGB hex to CIE Lab (D65)."""
+    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    rows = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
+    xyz = [sum(w * c for w, c in zip(row, lin)) / white for row, white in zip(rows, (0.95047, 1.0, 1.08883))]
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def _delta_e(a: tuple[float, float, float], b: tuple[float, float, float]) -> float:
+    return math.dist(a, b)
 
 
 def _f(value: float) -> str:
@@ -112,20 +170,25 @@ def _wrap(label: str, width: int = 11) -> list[str]:
     return lines[:3] or [""]
 
 
-def _open(title: str, n_legend: int) -> list[str]:
-    width = LEFT + PLOT_W + 20 + LEGEND_W
-    height = max(TOP + PLOT_H + BOTTOM, TOP + 18 * n_legend + 10)
+def _legend_width(series: list[Series]) -> int:
+    longest = max((len(f"{s.rank}. {s.name}") for s in series), default=0)
+    return max(LEGEND_W, math.ceil(16 + CHAR_W * longest + 8))
+
+
+def _open(title: str, series: list[Series], plot_w: float = PLOT_W) -> list[str]:
+    width = math.ceil(LEFT + plot_w + 20 + _legend_width(series))
+    height = max(TOP + PLOT_H + BOTTOM, TOP + 18 * len(series) + 10)
     return [(f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}"><title>{escape(title)}</title>'),
             f'<text x="{LEFT}" y="20" class="plot-title">{escape(title)}</text>']
 
 
-def _axes(x: Axis | None, y: Axis, x_label: str, y_label: str) -> list[str]:
+def _axes(x: Axis | None, y: Axis, x_label: str, y_label: str, plot_w: float = PLOT_W) -> list[str]:
     bottom = TOP + PLOT_H
-    parts = [f'<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" class="plot-area"/>']
+    parts = [f'<rect x="{LEFT}" y="{TOP}" width="{_f(plot_w)}" height="{PLOT_H}" class="plot-area"/>']
     for t in y.ticks():
         py = _f(y(t))
-        parts.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{py}" y2="{py}" class="grid"/>'
+        parts.append(f'<line x1="{LEFT}" x2="{_f(LEFT + plot_w)}" y1="{py}" y2="{py}" class="grid"/>'
                      f'<text x="{LEFT - 6}" y="{py}" class="tick" text-anchor="end" dy="4">'
                      f"{y.label(t)}</text>")
     for t in (x.ticks() if x else []):
@@ -133,20 +196,20 @@ def _axes(x: Axis | None, y: Axis, x_label: str, y_label: str) -> list[str]:
         parts.append(f'<line x1="{px}" x2="{px}" y1="{bottom}" y2="{bottom + 5}" class="axis"/>'
                      f'<text x="{px}" y="{bottom + 18}" class="tick" text-anchor="middle">'
                      f"{escape(x.label(t))}</text>")
-    parts.append(f'<text x="{_f(LEFT + PLOT_W / 2)}" y="{bottom + 40}" class="axis-label" '
+    parts.append(f'<text x="{_f(LEFT + plot_w / 2)}" y="{bottom + 40}" class="axis-label" '
                  f'text-anchor="middle">{escape(x_label)}</text>')
     parts.append(f'<text transform="translate(16 {_f(TOP + PLOT_H / 2)}) rotate(-90)" class="axis-label" '
                  f'text-anchor="middle">{escape(y_label)}</text>')
     return parts
 
 
-def _legend(series: list[Series]) -> list[str]:
-    x0 = LEFT + PLOT_W + 20
+def _legend(series: list[Series], plot_w: float = PLOT_W) -> list[str]:
+    x0 = LEFT + plot_w + 20
     parts = []
     for i, s in enumerate(series):
         y = TOP + 12 + 18 * i
-        parts.append(f'<circle cx="{x0 + 6}" cy="{y - 4}" r="5" fill="{s.color}"/>'
-                     f'<text x="{x0 + 16}" y="{y}" class="legend">{s.rank}. {escape(s.name)}</text>')
+        parts.append(f'<circle cx="{_f(x0 + 6)}" cy="{y - 4}" r="5" fill="{s.color}"/>'
+                     f'<text x="{_f(x0 + 16)}" y="{y}" class="legend">{s.rank}. {escape(s.name)}</text>')
     return parts
 
 
@@ -161,17 +224,54 @@ def scatter(points: list[Point], title: str, x_label: str, y_label: str, log_x: 
         x = Axis.fit([p.x for p in points], LEFT, LEFT + PLOT_W)
     y = Axis.fit([p.y - (p.y_err or 0) for p in points] + [p.y + (p.y_err or 0) for p in points],
                  TOP + PLOT_H, TOP)
-    parts = _open(title, len(points)) + _axes(x, y, x_label, y_label)
-    for p in points:
-        px, py = _f(x(tx(p.x))), _f(y(p.y))
+    parts = _open(title, [p.series for p in points]) + _axes(x, y, x_label, y_label)
+    centres = [(x(tx(p.x)), y(p.y)) for p in points]
+    offsets = place_labels(centres, [str(p.series.rank) for p in points])
+    for p, (cx, cy), offset in zip(points, centres, offsets):
+        px, py = _f(cx), _f(cy)
         tip = f"{p.series.name}: {x_label} {p.x:.4g}, {y_label} {p.y:.3f}"
         if p.y_err is not None:
             parts.append(f'<line x1="{px}" x2="{px}" y1="{_f(y(p.y - p.y_err))}" y2="{_f(y(p.y + p.y_err))}" '
                          f'stroke="{p.series.color}" class="whisker"/>')
+        label = "" if offset is None else (f'<text x="{px}" y="{py}" dx="{_f(offset[0])}" '
+                                           f'dy="{_f(offset[1])}" class="point-label">{p.series.rank}</text>')
         parts.append(f'<g class="point"><title>{escape(tip)}</title>'
-                     f'<circle cx="{px}" cy="{py}" r="6" fill="{p.series.color}"/>'
-                     f'<text x="{px}" y="{py}" dx="8" dy="-6" class="point-label">{p.series.rank}</text></g>')
+                     f'<circle cx="{px}" cy="{py}" r="6" fill="{p.series.color}"/>{label}</g>')
     return "\n".join(parts + _legend([p.series for p in points]) + ["</svg>"])
+
+
+# where a point's number may go, relative to the point (dx, dy of the text's baseline start); w: its width
+_LABEL_SPOTS = (lambda w: (8, -6), lambda w: (8, 14), lambda w: (-8 - w, -6), lambda w: (-8 - w, 14),
+                lambda w: (-w / 2, -10), lambda w: (-w / 2, 20), lambda w: (14, -16),
+                lambda w: (-14 - w, -16), lambda w: (14, 24), lambda w: (-14 - w, 24))
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(centres: list[tuple[float, float]], texts: list[str]) -> list[tuple[float, float] | None]:
+    """An offset per point for its label that overlaps no other label or marker and stays in the plot area.
+
+    Points are served in order (board rank), each taking the first free spot of :data:`_LABEL_SPOTS`; a point
+    with none left gets no label (its colour, legend entry and tooltip still identify it).
+    """
+    taken = [(cx - 7, cy - 7, cx + 7, cy + 7) for cx, cy in centres]  # the markers (r = 6, one pixel spare)
+    area = (LEFT, TOP, LEFT + PLOT_W, TOP + PLOT_H)
+    out: list[tuple[float, float] | None] = []
+    for (cx, cy), text in zip(centres, texts):
+        width = CHAR_W * len(text)
+        chosen = None
+        for spot in _LABEL_SPOTS:
+            dx, dy = spot(width)
+            box = (cx + dx - 1, cy + dy - LABEL_UP, cx + dx + width + 1, cy + dy + LABEL_DOWN)
+            inside = area[0] <= box[0] and box[2] <= area[2] and area[1] <= box[1] and box[3] <= area[3]
+            if inside and not any(_overlaps(box, other) for other in taken):
+                chosen = (dx, dy)
+                taken.append(box)
+                break
+        out.append(chosen)
+    return out
 
 
 def grouped_bars(categories: list[str], series: list[Series],
@@ -179,9 +279,11 @@ def grouped_bars(categories: list[str], series: list[Series],
     """Bars per category (headline group), one per series, with CI whiskers; missing values leave a gap."""
     tops = [mean + (err or 0.0) for mean, err in values.values()]
     y = Axis.fit(tops or [1.0], TOP + PLOT_H, TOP, zero=True)
-    slot = PLOT_W / max(len(categories), 1)
+    # many recipes widen the plot instead of thinning the bars to slivers
+    plot_w = max(PLOT_W, math.ceil(len(categories) * len(series) * BAR_MIN_W / 0.8))
+    slot = plot_w / max(len(categories), 1)
     bar = slot * 0.8 / max(len(series), 1)
-    parts = _open(title, len(series)) + _axes(None, y, "", y_label)
+    parts = _open(title, series, plot_w) + _axes(None, y, "", y_label, plot_w)
     for ci, category in enumerate(categories):
         left = LEFT + ci * slot + slot * 0.1
         cx = _f(LEFT + (ci + 0.5) * slot)
@@ -201,4 +303,4 @@ def grouped_bars(categories: list[str], series: list[Series],
                 cx = _f(bx + bar * 0.46)
                 parts.append(f'<line x1="{cx}" x2="{cx}" y1="{_f(y(mean - err))}" y2="{_f(y(mean + err))}" '
                              f'class="whisker"/>')
-    return "\n".join(parts + _legend(series) + ["</svg>"])
+    return "\n".join(parts + _legend(series, plot_w) + ["</svg>"])

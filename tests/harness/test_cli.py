@@ -95,7 +95,8 @@ def test_run_reuses_stages_and_stops_where_asked(tiny_pool, run, workdir):
                 "--until", "sample", "--seeds", "2")
     assert first.exit_code == 0, first.output
     lines = first.output.strip().splitlines()
-    assert any(l.startswith("clip_score_l14_top30") and l.split()[2] == "180" for l in lines)
+    # DataComp's rule: the uids at or above the sorted score of index int(0.3 * 600), i.e. 181 of 600
+    assert any(l.startswith("clip_score_l14_top30") and l.split()[2] == "181" for l in lines)
     selections = sorted(p.name for p in (workdir / "selections").iterdir())
     assert len(selections) == 4  # 2 recipes x 2 seeds
     again = run("run", "clip_score_l14_top30", "--scale", "small", "--pool", str(tiny_pool), "--until", "sample")

@@ -65,3 +65,9 @@ def records_dir(tmp_path) -> Path:
 def no_reference(tmp_path) -> Path:
     """A reference.csv path that does not exist: the board then shows no published numbers."""
     return tmp_path / "no-reference.csv"
+
+
+@pytest.fixture()
+def record_fields() -> Callable[..., dict]:
+    """``record_fields(recipe=..., seed=...)`` -> the fields of a record, to adjust before ``make_record``."""
+    return fake_fields

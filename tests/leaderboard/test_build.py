@@ -52,12 +52,23 @@ def golden_records(fake_record) -> list[dict]:
     return records
 
 
+GOLDEN_RECIPES = {  # the recipe files the golden board reads (versions and resources), not the repository's
+    "clip_score_l14_top30": "resources: {class: public, uses: [OpenAI CLIP ViT-L/14]}\n",
+    "no_filter": "resources: {class: public, uses: []}\n",
+}
+
+
 @pytest.fixture()
-def golden_dir(fake_record, records_dir, tmp_path):
+def golden_dir(fake_record, records_dir, tmp_path, monkeypatch):
     for record in golden_records(fake_record):
         write_record(record, records_dir)
     reference = tmp_path / "reference.csv"
     reference.write_text(REFERENCE)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    for name, extra in GOLDEN_RECIPES.items():
+        (recipes / f"{name}.yaml").write_text(f"version: 1\nname: {name}\nsampler: {{name: all}}\n{extra}")
+    monkeypatch.setattr("filterbench.harness.recipes.BASELINES_DIR", recipes)
     return records_dir, reference
 
 

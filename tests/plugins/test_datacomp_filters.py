@@ -187,6 +187,39 @@ def test_laion2b_recipe_equals_datacomp_rule(pool, tmp_path):
     np.testing.assert_array_equal(got, expected)
 
 
+def datacomp_clip_fraction(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """DataComp's get_threshold and load_uids_with_clip_score_helper, from their text: the threshold is the
+    descending-sorted score at index int(N * fraction), and every uid scoring at least that is kept."""
+    threshold = -np.sort(-scores)[int(len(scores) * fraction)]
+    return scores >= threshold
+
+
+@pytest.mark.parametrize(("name", "model"), [("clip_score_l14_top30", "l14"), ("clip_score_b32_top30", "b32")])
+def test_clip_score_top30_recipes_select_datacomp_uids(tmp_path, name, model):
+    pool = fabricate_pool(tmp_path / "pool", rows=157, shards=2, feature_sets={"b32": 16, "l14": 16},
+                          images=False)
+    scores = read_pool(pool)[f"clip_{model}_similarity_score"]
+    scores[[3, 40, 99]] = np.sort(scores)[-48]  # three ties at DataComp's threshold: all three are kept
+    expected = datacomp_clip_fraction(scores, 0.3)
+    _rewrite_column(pool, f"clip_{model}_similarity_score", scores)
+    scorers, sampler = recipe_plugins(name)
+    got = select(pool, tmp_path, scorers, sampler)
+    assert expected.sum() == int(157 * 0.3) + 3  # one more than floor(0.3 N), plus the two extra ties
+    np.testing.assert_array_equal(got, expected)
+
+
+def _rewrite_column(pool: Path, column: str, values: np.ndarray) -> None:
+    """Replace one metadata column across the pool's parquet files (row order kept)."""
+    import pyarrow as pa
+
+    start = 0
+    for path in sorted((pool / "metadata").glob("*.parquet")):
+        table = pq.read_table(path)
+        part = pa.array(values[start:start + table.num_rows].astype(np.float32))
+        pq.write_table(table.set_column(table.schema.get_field_index(column), column, part), path)
+        start += table.num_rows
+
+
 def test_language_id_conformance_and_columns(pool, tmp_path):
     artifact = check_scorer(plugins().scorer_class("language_id")(), tmp_path, pool=pool, plugins=plugins())
     assert artifact.manifest["columns"] == ["match", "prob"]
@@ -230,7 +263,7 @@ def test_fasttext_backend_uses_datacomp_conventions(tmp_path, monkeypatch):
 
 
 RECIPES = ("basic_filter", "text_based", "image_based", "image_based_clip_score_l14_top30", "laion2b",
-           "negcliploss_normsim")
+           "negcliploss_normsim", "clip_score_l14_top30", "clip_score_b32_top30")
 
 
 def recipe_plugins(name: str) -> tuple[list, object]:
