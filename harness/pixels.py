@@ -22,6 +22,10 @@ from the shard's rows at fixed positions (``batch_size``), whatever the worker o
 ``harness/stages/score._score_shard`` can run on any engine that can call it, and a killed run resumes shard by
 shard with identical bytes.  CUDA and forked workers do not mix: on a GPU run the stage with one worker
 process and feed the GPU with ``decode_workers`` threads.
+
+Keys: ``decode_workers`` and ``device`` never enter an artifact key (the manifest's provenance names the GPU);
+``batch_size`` and ``precision`` enter the score key but not the fit key (:data:`SCORING_PARAMS`), so
+re-scoring with another batch size never re-trains.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ from filterbench.harness.errors import PluginError
 
 #: model batches per ``score_batch`` call: enough for the decode threads to run ahead of the model
 CHUNK_BATCHES = 8
-#: params that never change a score (how many threads decode): left out of every key
-RUNTIME_PARAMS = ("decode_workers",)
+#: params that never change a score (how many threads decode; which device, recorded in the manifest's
+#: provenance): left out of every key
+RUNTIME_PARAMS = ("decode_workers", "device")
+#: params that change how the pool is scored but never what a fit learns: left out of the fit's key
+SCORING_PARAMS = ("batch_size", "precision", *RUNTIME_PARAMS)
 
 
 class PixelParams(Params):
@@ -132,9 +139,10 @@ class PixelScorer(Scorer):
         return self.params.batch_size * CHUNK_BATCHES
 
     def identity(self) -> dict[str, Any]:
-        identity = super().identity()
-        identity["params"] = {k: v for k, v in identity["params"].items() if k not in RUNTIME_PARAMS}
-        return identity
+        return _without(super().identity(), RUNTIME_PARAMS)
+
+    def fit_identity(self) -> dict[str, Any]:
+        return _without(super().identity(), SCORING_PARAMS)
 
     @abstractmethod
     def load_encoder(self, ctx: StageContext, device: str, precision: str) -> Encoder:
@@ -207,6 +215,10 @@ class PixelScorer(Scorer):
         finally:
             if workers and len(chunks) > 1:
                 pool.shutdown(wait=True)
+
+
+def _without(identity: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {**identity, "params": {k: v for k, v in identity["params"].items() if k not in names}}
 
 
 def _no_grad():

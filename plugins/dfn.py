@@ -39,7 +39,7 @@ from filterbench.harness.assets import ModelRef, load_model, resolve_labelled, r
 from filterbench.harness.contract import StageContext
 from filterbench.harness.errors import PluginError
 from filterbench.harness.hookspecs import hookimpl
-from filterbench.harness.pixels import RUNTIME_PARAMS, Encoder, PixelParams, PixelScorer, resolve_device
+from filterbench.harness.pixels import Encoder, PixelParams, PixelScorer, resolve_device
 from filterbench.harness.pool import Pool
 from filterbench.harness.seeding import derive_int_seed, derive_rng
 from filterbench.plugins._cliptrain import (
@@ -54,8 +54,6 @@ from filterbench.plugins._cliptrain import (
 
 NETWORK_JSON = "network.json"
 WEIGHTS = "model.pt"
-#: params that change only how the pool is scored, never the fitted network
-SCORING_PARAMS = ("batch_size", "precision", *RUNTIME_PARAMS)
 
 
 class TrainParams(PixelParams):
@@ -87,11 +85,6 @@ class DfnScorer(PixelScorer):
         ft_steps: int = pydantic.Field(default=0, ge=0)
         ft_lr: float = pydantic.Field(default=5e-5, gt=0)
 
-    def fit_identity(self) -> dict:
-        identity = self.identity()
-        identity["params"] = {k: v for k, v in identity["params"].items() if k not in SCORING_PARAMS}
-        return identity
-
     # -- fit ----------------------------------------------------------------------------------------------------
     def fit(self, pool: Pool, ctx: StageContext) -> None:
         p = self.params
@@ -104,8 +97,9 @@ class DfnScorer(PixelScorer):
         device = resolve_device(p.device)
         model, train_pre, eval_pre, tokenizer = load_model(start, device)
         phases = self.phases(pool, ctx)
-        trainer = Trainer(model, train_pre, eval_pre, tokenizer, clip_loss(torch), ctx, (ctx.seed, "fit", self.name),
-                          device=device, checkpoint_every=p.checkpoint_every, after_step=clamp_logit_scale)
+        trainer = Trainer(model, train_pre, eval_pre, tokenizer, clip_loss(torch), ctx,
+                          (ctx.seed, "fit", self.name), device=device, checkpoint_every=p.checkpoint_every,
+                          after_step=clamp_logit_scale)
         history = trainer.run(phases)
         save_state_dict({"state_dict": model.state_dict()}, ctx.state_dir / WEIGHTS)
         record_network(ctx.state_dir, ModelRef(start.arch, ctx.state_dir / WEIGHTS, "fit"), trained=True,

@@ -209,7 +209,8 @@ def _throughput(totals: dict[str, float], cost: CostMeter) -> dict:
     """Images per second of the stage's wall time, when the scorer embedded images itself."""
     if not totals.get("images"):
         return {}
-    return {"throughput": {"images": int(totals["images"]), "missing_images": int(totals.get("missing_images", 0)),
+    return {"throughput": {"images": int(totals["images"]),
+                           "missing_images": int(totals.get("missing_images", 0)),
                            "images_per_s": round(totals["images"] / max(cost.wall_s, 1e-9), 1)}}
 
 

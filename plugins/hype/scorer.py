@@ -45,7 +45,7 @@ from filterbench.harness.pool import Pool
 from filterbench.harness.samples import decode_image
 from filterbench.harness.seeding import derive_int_seed, derive_rng
 from filterbench.plugins._cliptrain import Phase, Trainer, pair_sources, save_state_dict, torch_for_fit
-from filterbench.plugins.dfn import SCORING_PARAMS, TrainParams, record_history, sha256_of
+from filterbench.plugins.dfn import TrainParams, record_history, sha256_of
 from filterbench.plugins.hype import lorentz
 from filterbench.plugins.hype.model import HyperbolicCLIP, load_weights, meru_loss, read_references
 
@@ -70,11 +70,6 @@ class HypeScorer(PixelScorer):
         learn_curvature: bool = True
         references: int = pydantic.Field(default=2000, ge=1)
         reference_file: str = ""
-
-    def fit_identity(self) -> dict:
-        identity = self.identity()
-        identity["params"] = {k: v for k, v in identity["params"].items() if k not in SCORING_PARAMS}
-        return identity
 
     # -- fit ----------------------------------------------------------------------------------------------------
     def fit(self, pool: Pool, ctx: StageContext) -> None:
@@ -113,7 +108,8 @@ class HypeScorer(PixelScorer):
         if ref.checkpoint is not None:
             load_weights(model, ref.checkpoint, require_hyperbolic)
         elif require_hyperbolic:
-            raise PluginError(f"hype: steps = 0 needs a hyperbolic checkpoint as init (model {ref.arch!r} has none)")
+            raise PluginError(f"hype: steps = 0 needs a hyperbolic checkpoint as init "
+                              f"(model {ref.arch!r} has none)")
         return model, train_pre, eval_pre, tokenizer
 
     def _references(self, pool: Pool, ctx: StageContext, encoder: Encoder) -> dict:
@@ -142,8 +138,8 @@ class HypeScorer(PixelScorer):
     # -- score --------------------------------------------------------------------------------------------------
     def load_encoder(self, ctx: StageContext, device: str, precision: str) -> Encoder:
         record = json.loads((Path(ctx.state_dir) / NETWORK_JSON).read_text())
-        model, _, eval_pre, tokenizer = self._model(ModelRef(record["arch"], Path(ctx.state_dir) / WEIGHTS, "fit"),
-                                                    device, require_hyperbolic=True)
+        weights = ModelRef(record["arch"], Path(ctx.state_dir) / WEIGHTS, "fit")
+        model, _, eval_pre, tokenizer = self._model(weights, device, require_hyperbolic=True)
         img, txt = read_references(Path(ctx.state_dir) / REFERENCES)
         self._refs = (img.to(device), txt.to(device))
         return Encoder(model, eval_pre, tokenizer, device, precision)
