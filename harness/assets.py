@@ -18,11 +18,11 @@ plugins register through the ``register_model_configs`` hook (the nano world's r
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from filterbench.harness.errors import FilterbenchError
+from filterbench.harness.librarylogs import expected_random_init
 
 WORLD_PREFIX = "world:"
 
@@ -149,14 +149,6 @@ def _lines(path: Path, spec: str) -> list[str]:
 
 
 # -- loading ----------------------------------------------------------------------------------------------
-class _QuietRandomInit(logging.Filter):
-    """open_clip warns "No pretrained weights loaded" for every config without a pretrained tag; a model we
-    then load a checkpoint into, or train from scratch on purpose, is expected to start that way."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
-
-
 def register_model_configs() -> None:
     """Add the harness's own configs (the CPU scales' students) and every config folder that plugins register
     (``register_model_configs`` hook) to open_clip's registry, once per process."""
@@ -179,11 +171,10 @@ def load_model(ref: ModelRef, device: str = "cpu"):
     import open_clip
 
     register_model_configs()
-    quiet = _QuietRandomInit()
-    logging.getLogger().addFilter(quiet)
     try:
-        model, train_pre, eval_pre = open_clip.create_model_and_transforms(
-            ref.arch, pretrained=str(ref.checkpoint) if ref.checkpoint else None, device=device)
+        with expected_random_init():  # a checkpoint is loaded next, or the model is trained from scratch
+            model, train_pre, eval_pre = open_clip.create_model_and_transforms(
+                ref.arch, pretrained=str(ref.checkpoint) if ref.checkpoint else None, device=device)
     except RuntimeError as exc:
         if "not found" in str(exc).lower() or "unknown model" in str(exc).lower():
             raise AssetError(f"open_clip knows no model {ref.arch!r} ({exc})") from None
@@ -193,6 +184,4 @@ def load_model(ref: ModelRef, device: str = "cpu"):
             raise
         raise AssetError(f"{ref.checkpoint}: cannot load into {ref.arch!r} "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    finally:
-        logging.getLogger().removeFilter(quiet)
     return model, train_pre, eval_pre, open_clip.get_tokenizer(ref.arch)

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import torch
 
 from filterbench.harness.errors import FilterbenchError
+from filterbench.harness.librarylogs import expected_random_init
 from filterbench.harness.evaluation import evalsets
 from filterbench.harness.evaluation.aggregate import summarize
 from filterbench.harness.evaluation.patches import apply_clip_benchmark_patches
@@ -81,9 +82,10 @@ def load_model(
     device = _autocast_friendly(device)
     torch.manual_seed(0)  # DataComp seeds before creating the model; random init must be reproducible
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=str(checkpoint_path) if checkpoint_path else None, device=device
-        )
+        with expected_random_init():  # warns only without a checkpoint: a deliberate random init
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=str(checkpoint_path) if checkpoint_path else None, device=device
+            )
     except (RuntimeError, KeyError, ValueError) as exc:
         raise EvaluationError(f"cannot load {model_name} from {checkpoint_path}: {_first_line(exc)}") from exc
     model.eval()
@@ -176,6 +178,7 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     tasks: Iterable[str] | None = None,
     include_extras: bool = True,
+    progress: bool = False,
 ) -> EvalRun:
     """Evaluate a checkpoint on every task of a task list whose eval set is present, resuming if interrupted.
 
@@ -189,6 +192,7 @@ def evaluate_checkpoint(
         batch_size: images per forward pass (DataComp uses 64).
         tasks: optional subset of task keys (task-list order is kept).
         include_extras: also evaluate the list's extras (e.g. Let It Wag!) when their data is present.
+        progress: show a progress bar over the tasks to run, with an ETA, on stderr.
 
     Returns:
         An :class:`EvalRun`.  The model is only loaded when some task needs running.
@@ -209,7 +213,7 @@ def evaluate_checkpoint(
     if todo:
         apply_clip_benchmark_patches()
         bundle = load_model(model_name, checkpoint_path, device, batch_size)
-        for task in todo:
+        for task in _tasks_bar(todo, progress):
             start = time.perf_counter()
             append_row(results_path, run_task(bundle, task, evalsets_dir))
             run.seconds[task.key] = round(time.perf_counter() - start, 3)
@@ -217,3 +221,11 @@ def evaluate_checkpoint(
             log.info("evaluated %s in %.1fs", task.key, run.seconds[task.key])
     run.summary_path, run.summary = write_summary(out_dir, tasklist)
     return run
+
+
+def _tasks_bar(todo: list[Task], progress: bool) -> Iterable[Task]:
+    if not progress:
+        return todo
+    from tqdm import tqdm
+
+    return tqdm(todo, desc="eval", unit="task", dynamic_ncols=True, leave=False)

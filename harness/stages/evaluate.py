@@ -39,8 +39,9 @@ def checkpoint_of(train: Artifact) -> tuple[str, Path]:
 
 
 def run_eval(store: Store, train: Artifact, evalsets: Path | None, tasklist: str | Path | None = None,
-             device: str = "cpu") -> Artifact:
-    """Evaluate a train artifact's final checkpoint; reuse a completed eval with the same key."""
+             device: str = "cpu", progress: bool = False) -> Artifact:
+    """Evaluate a train artifact's final checkpoint; reuse a completed eval with the same key (``progress``: a
+    bar over the tasks)."""
     from filterbench.harness.evaluation.api import AGGREGATION_VERSION, evaluate_checkpoint, load_tasklist
     from filterbench.harness.training.models import register_model_configs
 
@@ -59,7 +60,8 @@ def run_eval(store: Store, train: Artifact, evalsets: Path | None, tasklist: str
     model, checkpoint = checkpoint_of(train)
     with store.build("eval", label, key, inputs) as building:
         with CostMeter(used_gpu=device.startswith("cuda")) as cost:
-            run = evaluate_checkpoint(model, checkpoint, evalsets, tasks, building.dir, device=device)
+            run = evaluate_checkpoint(model, checkpoint, evalsets, tasks, building.dir, device=device,
+                                      progress=progress)
         building.add_output("eval_results.jsonl")
         building.add_output("summary.json")
         return building.finish({"train_key": train.key, "tasklist": inputs["tasklist"], "summary": run.summary,

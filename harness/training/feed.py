@@ -34,11 +34,13 @@ class FeedMeter:
         rank: this process's global rank (names the record file).
         fed_dir: where to write fed uids, or None.
         stop_at_epoch: raise :class:`TrainingInterrupted` when this epoch would start (None: never).
+        progress: called as ``progress(epoch, batches per epoch)`` after each batch is fed, or None.
     """
 
     def __init__(self, inner: Any, shared_epoch: Any, rank: int, fed_dir: Path | None = None,
-                 stop_at_epoch: int | None = None):
+                 stop_at_epoch: int | None = None, progress: Any = None):
         self.inner, self.shared_epoch, self.rank = inner, shared_epoch, rank
+        self.progress = progress
         self.fed_dir = Path(fed_dir) if fed_dir else None
         self.stop_at_epoch = stop_at_epoch
         self.num_batches, self.num_samples = inner.num_batches, inner.num_samples
@@ -62,6 +64,8 @@ class FeedMeter:
                     record.write(_uid_pairs(batch).tobytes())
                 batches += 1
                 samples += len(images)
+                if self.progress is not None:
+                    self.progress(epoch, self.num_batches)
                 yield images, texts
         self.epochs.append({"epoch": epoch, "batches": batches, "samples": samples,
                             "wall_s": round(time.perf_counter() - start, 3)})

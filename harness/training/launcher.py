@@ -15,11 +15,15 @@
 5. replace ``open_clip_train.main.get_data`` by a wrapper: the planned modes get the planned loader
    (:mod:`.stream`), the subset mode open_clip's own loader; either way the train dataloader is wrapped in a
    :class:`~.feed.FeedMeter` (epoch timing, optional fed-uid records);
-6. call ``main(argv)``; a ``-1`` return (trap 8: it returns -1 but would exit 0) or a missing final checkpoint
-   is a failure (exit status 1); on success rank 0 writes ``train_done.json``.
+6. call ``main(argv)`` with open_clip's expected "initialized randomly" warning silenced
+   (:func:`~filterbench.harness.librarylogs.expected_random_init`); a ``-1`` return (trap 8: it returns -1 but
+   would exit 0) or a missing final checkpoint is a failure (exit status 1); on success rank 0 writes
+   ``train_done.json``.
 
 Every attempt appends one line to ``attempts.jsonl`` (rank 0): epochs run with their samples and wall time.
-In-process runs restore what open_clip changes globally (root log handlers, RNG states, thread count) afterwards.
+In-process runs restore what open_clip changes globally (root log handlers, RNG states, thread count) afterwards,
+print each of open_clip's log lines once (its own console handler only), and can show a progress bar over the
+whole training's batches, with an ETA.
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def _cpu_tolerant_ddp(base: type) -> type:
 
 
 def _get_data(args: Any, preprocess_fns: Any, epoch: int = 0, tokenizer: Any = None, *, spec: LaunchSpec,
-              original: Any, meters: list) -> dict:
+              original: Any, meters: list, progress: Any = None) -> dict:
     """open_clip_train's ``get_data`` with our train loader (planned modes) and a FeedMeter around it."""
     from filterbench.harness.training.feed import FeedMeter, uids_in_wds_batches
     from filterbench.harness.training.stream import planned_data_info
@@ -127,7 +131,7 @@ def _get_data(args: Any, preprocess_fns: Any, epoch: int = 0, tokenizer: Any = N
     else:
         data = original(args, preprocess_fns, epoch=epoch, tokenizer=tokenizer)
     train = data["train"]
-    meter = FeedMeter(train.dataloader, train.shared_epoch, args.rank, spec.fed_dir, spec.stop_at_epoch)
+    meter = FeedMeter(train.dataloader, train.shared_epoch, args.rank, spec.fed_dir, spec.stop_at_epoch, progress)
     train.dataloader = meter
     meters.append(meter)
     return data
@@ -141,10 +145,16 @@ def _without_train(args: Any) -> Any:
     return stripped
 
 
-def run(spec: LaunchSpec) -> int:
-    """Train as ``spec`` says; returns 0 on success, 1 on failure (never the -1 open_clip returns)."""
+def run(spec: LaunchSpec, progress: bool = False) -> int:
+    """Train as ``spec`` says; returns 0 on success, 1 on failure (never the -1 open_clip returns).
+
+    Args:
+        progress: show a progress bar over the training's batches on stderr (rank 0).
+    """
     import open_clip_train.main as oc_main
     import torch
+
+    from filterbench.harness.librarylogs import expected_random_init
 
     apply_patches(tuple(spec.model_config_dirs))
     if spec.threads:
@@ -153,11 +163,13 @@ def run(spec: LaunchSpec) -> int:
         Path(spec.fed_dir).mkdir(parents=True, exist_ok=True)
     meters: list = []
     original = oc_main.get_data
-    oc_main.get_data = functools.partial(_get_data, spec=spec, original=original, meters=meters)
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    bar = _BatchBar(spec.epochs) if progress and rank == 0 else None
+    oc_main.get_data = functools.partial(_get_data, spec=spec, original=original, meters=meters, progress=bar)
     started, status = time.time(), "failed"
     try:
-        result = oc_main.main(list(spec.argv))
+        with expected_random_init():  # the student starts from random weights on purpose
+            result = oc_main.main(list(spec.argv))
         # only rank 0 saves checkpoints (other nodes may not even see its disk)
         status = "ok" if result != -1 and (rank != 0 or _final_checkpoint(spec).is_file()) else "failed"
         if result == -1:
@@ -167,9 +179,31 @@ def run(spec: LaunchSpec) -> int:
         raise
     finally:
         oc_main.get_data = original
+        if bar is not None:
+            bar.close()
         if rank == 0:
             _record_attempt(spec, status, started, meters)
     return 0 if status == "ok" else 1
+
+
+class _BatchBar:
+    """A tqdm bar over every batch of the training (all segments), sized when the first epoch starts."""
+
+    def __init__(self, epochs: int):
+        self.epochs, self.bar = epochs, None
+
+    def __call__(self, epoch: int, batches_per_epoch: int) -> None:
+        """One batch of ``epoch`` was fed."""
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.epochs * batches_per_epoch, initial=epoch * batches_per_epoch,
+                            desc="train", unit="batch", dynamic_ncols=True, leave=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _final_checkpoint(spec: LaunchSpec) -> Path:
@@ -188,10 +222,12 @@ def _record_attempt(spec: LaunchSpec, status: str, started: float, meters: list)
         (run_dir / DONE_MARKER).write_text(json.dumps({"epochs": spec.epochs, "final": _final_checkpoint(spec).name}))
 
 
-def launch_inprocess(spec: LaunchSpec) -> int:
+def launch_inprocess(spec: LaunchSpec, progress: bool = False) -> int:
     """Run in this process, then undo open_clip's global side effects (log handlers, seeds, threads)."""
     import numpy as np
     import torch
+
+    from filterbench.harness.librarylogs import one_console_handler
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -199,7 +235,8 @@ def launch_inprocess(spec: LaunchSpec) -> int:
     levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     states = (torch.get_rng_state(), np.random.get_state(), random.getstate(), torch.get_num_threads())
     try:
-        return run(spec)
+        with one_console_handler():  # open_clip adds its own; an existing one would print every line twice
+            return run(spec, progress)
     finally:
         for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
