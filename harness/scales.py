@@ -22,7 +22,9 @@ learned colour and shape in ``nano-probe.md`` with lr 2e-3 and weight decay 0.1.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from filterbench.harness.contract import Budget
@@ -107,6 +109,39 @@ SCALES: dict[str, Scale] = {s.name: s for s in (
     Scale("nano", "filterbench-nano-rn16", 256, 2e-3, 50, 96_000, pool_size=64_000, precision="fp32",
           workers=1, wd=0.1, image_size=32, cpu=True, cpu_threads=1),
 )}
+
+
+@dataclass(frozen=True)
+class ResolvedScale:
+    """A scale row after its overrides: what the trainer trains, and what manifests and records report.
+
+    Built once, by :func:`resolve_scale`, where a command or API call starts; the runner and the train stage
+    receive it unchanged, so the row that is trained and the ``official`` flag that is recorded cannot disagree.
+
+    Attributes:
+        row: the scale row with the overrides applied.
+        official: False when an override changed a fixed knob (:data:`FIXED_KNOBS`).
+        overrides: the overrides as given (read-only), for manifests and records.
+    """
+
+    row: Scale
+    official: bool
+    overrides: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.row.name
+
+    def overrides_dict(self) -> dict[str, Any]:
+        """The overrides as a plain dict (JSON-able), a copy."""
+        return dict(self.overrides)
+
+
+def resolve_scale(name: str, overrides: Mapping[str, Any] | None = None) -> ResolvedScale:
+    """The scale ``name`` with ``overrides`` applied; unknown scales and knobs fail with one line."""
+    given = dict(overrides or {})
+    row, official = get_scale(name).with_overrides(**given)
+    return ResolvedScale(row, official, MappingProxyType(given))
 
 
 def get_scale(name: str) -> Scale:
