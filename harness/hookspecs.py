@@ -16,6 +16,7 @@ an error, never an override.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -85,6 +86,51 @@ def register_model_configs(register: Callable[..., None]) -> None:
         @filterbench.hookimpl
         def register_model_configs(register):
             register(Path(__file__).parent / "model_configs")
+    """
+
+
+@hookspec
+def register_worlds(register: Callable[..., None], workdir: Path) -> None:
+    """Register worlds: a pool with its eval sets, task list, named inputs and optional oracle.
+
+    Called once per command that needs a world (``filterbench run``, ``world ls``, a stage command given
+    ``--world``), before any world is opened.  Registering must be cheap: a world that has to be built or
+    downloaded is built only when :attr:`WorldSource.open` is called.
+
+    Args:
+        register: call ``register(WorldSource(...))`` (:class:`filterbench.harness.worlds.WorldSource`) once
+            per world.  ``scales=("nano",)`` makes the world the default of those scales.
+        workdir: the artifact store of the command (``--workdir`` / ``$FILTERBENCH_HOME``); providers keep
+            their worlds, or the descriptions of them, there.
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Raises:
+        A duplicate world name, or a scale claimed by two worlds, is a hard error naming both.
+
+    Example::
+
+        @filterbench.hookimpl
+        def register_worlds(register, workdir):
+            world = World("laion-local", pool=Path("/data/laion/pool"), evalsets=Path("/data/evalsets"))
+            register(WorldSource("laion-local", "a local LAION pool", open=lambda log: world))
+    """
+
+
+@hookspec
+def records_written(records_dir: Path, records: list[Path]) -> dict[str, Path] | None:
+    """Observe the records a ``filterbench run`` has written (the leaderboard rebuilds its board here).
+
+    Called once per ``run`` invocation that reached the eval stage, in the main process, after every run of
+    the invocation finished and its record was written.
+
+    Args:
+        records_dir: the records folder (``--records``, default ``<workdir>/records``).
+        records: the record files this invocation wrote.
+
+    Returns:
+        What the implementation produced, as label -> path (``run`` prints ``<label>: <path>``), or None.
     """
 
 

@@ -11,8 +11,10 @@ A spec is resolved in this order:
        a pool ships the inputs in the roles the recipes name (the nano world writes its downstream training
        set, embedded with the pool's reference model, as ``targets/imagenet_train.npz``, and its concept
        vocabulary as ``targets/imagenet21k.txt``);
-    2. a registered name, optionally with an argument after a colon (``name:arg``);
-    3. a path.
+    2. an input that the pool's *world* declares under that name (:func:`declare_pool_inputs`; a registered
+       DataComp download declares its ImageNet-train features as ``imagenet_train``);
+    3. a registered name, optionally with an argument after a colon (``name:arg``);
+    4. a path.
 
 Target sets (``resolve_target(spec, feature, pool_root)``) are float32 (M, d) arrays read from
     * ``.npy`` (2-D), ``.npz`` (the array named ``feature``, e.g. the pool's ``l14_img``, else
@@ -22,13 +24,13 @@ Target sets (``resolve_target(spec, feature, pool_root)``) are float32 (M, d) ar
     * registered names: ``imagenet_train`` (the ImageNet-1k-train role: pool-local if present, else
       ``datacomp_in1k_l14``); ``datacomp_in1k_l14`` (DataComp's ``in1k_clip_vit_l14_{0..4}.pt``, OpenAI L/14
       features of ImageNet-1k train, from ``$FILTERBENCH_DATACOMP_ASSETS`` or ``~/.cache/datacomp``);
-      ``nano`` / ``nano:<size>`` (``filterbench.harness.nano.get_world(size).downstream_features``, an
-      ``.npz`` keyed by the pool's feature names); more with :func:`register_target_set`.
+      more with :func:`register_target_set` (the nano provider, ``filterbench.plugins.nano_world``, adds
+      ``nano`` / ``nano:<size>``: its downstream set's features, an ``.npz`` keyed by the pool's feature names).
 
 Concept vocabularies (``resolve_concepts(spec, pool_root)``): a text file with one concept per line, either
 WordNet ids (``n01440764``; matched by synset offset) or plain words/phrases (matched by token); registered
-names: ``imagenet21k`` (pool-local if present, else timm's ``imagenet21k_goog_synsets.txt``) and
-``nano[:<size>]`` (``get_world(size).concepts``); more with :func:`register_concept_set`.
+names: ``imagenet21k`` (pool-local if present, else timm's ``imagenet21k_goog_synsets.txt``); more with
+:func:`register_concept_set` (the nano provider adds ``nano[:<size>]``, the nano world's object names).
 
 Identity: the spec string is a scorer param, so it enters the artifact key; the content digest of what was
 read is recorded next to the fitted state (the pool key does not cover ``POOL/targets/``; pin a digest with
@@ -99,6 +101,7 @@ TargetResolver = Callable[[str, str], "list[Path] | np.ndarray"]
 ConceptResolver = Callable[[str], Path]
 _TARGETS: dict[str, TargetResolver] = {}
 _CONCEPTS: dict[str, ConceptResolver] = {}
+_POOL_INPUTS: dict[Path, dict[str, Path]] = {}
 
 
 def register_target_set(name: str, resolver: TargetResolver) -> None:
@@ -109,6 +112,20 @@ def register_target_set(name: str, resolver: TargetResolver) -> None:
 def register_concept_set(name: str, resolver: ConceptResolver) -> None:
     """Make ``name`` (and ``name:<arg>``) resolvable; ``resolver(arg)`` returns the vocabulary file."""
     _CONCEPTS[name] = resolver
+
+
+def declare_pool_inputs(pool_root: str | Path, inputs: dict[str, Path]) -> None:
+    """Make ``inputs`` (name -> file or folder) resolvable by bare name for scorers of the pool at ``pool_root``.
+
+    Worlds call this when they are opened for a run, in the main process: forked score workers inherit it.
+    """
+    _POOL_INPUTS.setdefault(Path(pool_root).resolve(), {}).update({k: Path(v) for k, v in inputs.items()})
+
+
+def _declared(spec: str, pool_root: str | Path | None) -> Path | None:
+    if pool_root is None:
+        return None
+    return _POOL_INPUTS.get(Path(pool_root).resolve(), {}).get(spec)
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -134,6 +151,9 @@ def resolve_target(spec: str, feature: str = "image_features",
     local = pool_local(spec, pool_root, TARGET_SUFFIXES)
     if local is not None:
         return _target(_read_files([local], feature), f"{spec} (pool-local {local.name})")
+    declared = _declared(spec, pool_root)
+    if declared is not None:
+        return _target(_read_files(_target_files(declared, spec), feature), f"{spec} (world input {declared})")
     name, arg = _split(spec)
     if name in _TARGETS and not Path(spec).exists():
         found = _TARGETS[name](arg, feature)
@@ -141,15 +161,20 @@ def resolve_target(spec: str, feature: str = "image_features",
             return _target(np.asarray(found, dtype=np.float32), f"{spec}")
         return _target(_read_files(list(found), feature), f"{spec} ({', '.join(p.name for p in found)})")
     path = Path(spec).expanduser()
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in TARGET_SUFFIXES)
-        if not files:
-            raise TargetError(f"target set {spec!r}: no {'/'.join(TARGET_SUFFIXES)} files in {path}")
-        return _target(_read_files(files, feature), str(path))
-    if path.is_file():
-        return _target(_read_files([path], feature), str(path))
+    if path.exists():
+        return _target(_read_files(_target_files(path, spec), feature), str(path))
     raise TargetError(f"target set {spec!r}: no such file or directory, and not a registered name "
                       f"(known: {sorted(_TARGETS)})")
+
+
+def _target_files(path: Path, spec: str) -> list[Path]:
+    """A target file, or the target files of a folder (sorted by name)."""
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.suffix in TARGET_SUFFIXES)
+    if not files:
+        raise TargetError(f"target set {spec!r}: no {'/'.join(TARGET_SUFFIXES)} files in {path}")
+    return files
 
 
 def _target(array: np.ndarray, source: str) -> TargetSet:
@@ -233,37 +258,11 @@ def _datacomp_in1k(arg: str, feature: str) -> list[Path]:
     return files
 
 
-# -- the nano world hook ---------------------------------------------------------------------------------
-def _nano_world(arg: str):
-    try:
-        from filterbench.harness.nano import get_world
-    except ImportError as exc:
-        raise TargetError("the nano world is not available (filterbench.harness.nano.get_world)") from exc
-    return get_world(arg) if arg else get_world()
-
-
-def _world_path(world, attribute: str) -> Path:
-    value = getattr(world, attribute, None)
-    if value is None and isinstance(getattr(world, "paths", None), dict):
-        value = world.paths.get(attribute)
-    if value is None:
-        raise TargetError(f"the nano world exposes no {attribute!r} (expected a path attribute)")
-    return Path(value)
-
-
-def _nano_targets(arg: str, feature: str) -> list[Path]:
-    return [_world_path(_nano_world(arg), "downstream_features")]
-
-
-def _nano_concepts(arg: str) -> Path:
-    return _world_path(_nano_world(arg), "concepts")
-
-
 # -- concept vocabularies --------------------------------------------------------------------------------
 def resolve_concepts(spec: str, pool_root: str | Path | None = None) -> ConceptSet:
     """Load the concept vocabulary named by ``spec`` (see the module docstring)."""
     name, arg = _split(spec)
-    path = pool_local(spec, pool_root, (".txt",))
+    path = pool_local(spec, pool_root, (".txt",)) or _declared(spec, pool_root)
     if path is None:
         registered = name in _CONCEPTS and not Path(spec).exists()
         path = _CONCEPTS[name](arg) if registered else Path(spec).expanduser()
@@ -306,9 +305,7 @@ def _imagenet21k(arg: str) -> Path:
 
 register_target_set("datacomp_in1k_l14", _datacomp_in1k)
 register_target_set("imagenet_train", _datacomp_in1k)  # reached only when the pool ships no imagenet_train
-register_target_set("nano", _nano_targets)
 register_concept_set("imagenet21k", _imagenet21k)
-register_concept_set("nano", _nano_concepts)
 
 
 def resolve_pinned_target(name: str, feature: str, pool_root, pinned: str | None, plugin: str):

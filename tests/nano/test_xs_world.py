@@ -185,7 +185,7 @@ def test_aux_sets_are_readable(xs_world):
 def test_manifest_and_info_command(xs_world):
     from click.testing import CliRunner
 
-    from filterbench.harness.cli.nano_cmds import nano
+    from filterbench.plugins.nano_cli import nano
 
     result = CliRunner().invoke(nano, ["info", "--out", str(xs_world.root), "--size", "xs"])
     assert result.exit_code == 0, result.output

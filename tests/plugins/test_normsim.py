@@ -134,6 +134,7 @@ def test_target_formats(tmp_path, monkeypatch):
 def test_nano_hook(tmp_path, monkeypatch):
     """``nano:<size>`` asks the nano world for its downstream features and concepts."""
     from filterbench.harness import nano
+    from filterbench.plugins import nano_world  # noqa: F401  (the provider registers the `nano` inputs)
 
     np.savez(tmp_path / "down.npz", l14_img=np.ones((4, 3), np.float32))
     (tmp_path / "concepts.txt").write_text("n02084071\nn02121620  cat\n")

@@ -1,7 +1,8 @@
 """``filterbench nano``: build the embedded nano world and describe it.
 
-The root CLI attaches the click group :data:`nano`.  Heavy imports (torch, open_clip) happen inside the
-commands so ``--help`` stays fast.
+The nano provider (:mod:`filterbench.plugins.nano_world`) attaches the click group :data:`nano` through the
+``register_commands`` hook.  Heavy imports (torch, open_clip) happen inside the commands so ``--help`` stays
+fast.
 """
 
 from __future__ import annotations
