@@ -2,7 +2,9 @@
 
 Every stage is a content-addressed artifact, so a run reuses whatever is already complete and computes only the
 rest.  Seeds vary the sampler and the training, never the pool or the scores (scores use the recipe's
-``score_seed``).
+``score_seed``).  What to run with comes in one resolved :class:`~filterbench.harness.config.RunConfig`, passed on
+unchanged: the train stage gets its resolved scale, the eval stage the world's eval sets and task list, and the
+record the same scale (so the record's ``official`` is the train manifest's).
 """
 
 from __future__ import annotations
@@ -12,36 +14,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from filterbench.harness.config import RunConfig
 from filterbench.harness.errors import FilterbenchError, RecipeError
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.pool import Pool
 from filterbench.harness.recipes import Recipe, check_recipe
-from filterbench.harness.scales import Scale
 from filterbench.harness.stages.sample import run_sample
 from filterbench.harness.stages.score import run_score
 from filterbench.harness.store import Artifact, Store
 from filterbench.harness.uidscorer import UidOnlyScorer
 
 STAGES = ("score", "sample", "train", "eval")
+StageCallback = Callable[[str, "RunResult", Artifact, bool], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunContext:
-    """What is shared by every run of one ``filterbench run`` invocation."""
+    """What every run of one invocation shares: the configuration and the objects built from it once."""
 
+    config: RunConfig
     store: Store
     pool: Pool
-    scale: Scale
-    official: bool = True
-    overrides: dict = field(default_factory=dict)
-    workers: int = 1
-    until: str = "eval"
-    evalsets: Path | None = None
-    tasklist: str | None = None
-    oracle_dir: Path | None = None
-    records_dir: Path | None = None
-    plugins: Plugins | None = None
-    on_stage: Callable[[str, "RunResult", Artifact, bool], None] | None = None
+    plugins: Plugins
+    on_stage: StageCallback | None = None
+    progress: bool = False
+
+    @classmethod
+    def create(cls, config: RunConfig, plugins: Plugins | None = None, on_stage: StageCallback | None = None,
+               progress: bool = False) -> RunContext:
+        """The context of ``config``: its store (with the plugins' stage hooks) and its world's pool.
+
+        Args:
+            on_stage: called after each stage with (stage, result, artifact, reused).
+            progress: show progress bars with an ETA on stderr (scoring, training batches, eval tasks).
+        """
+        plugins = plugins or get_plugins()
+        return cls(config, Store(config.workdir, hooks=plugins), Pool(config.pool), plugins, on_stage, progress)
 
 
 @dataclass
@@ -66,31 +74,34 @@ def _report(ctx: RunContext, stage: str, result: RunResult, artifact: Artifact, 
 
 
 def run_recipe(ctx: RunContext, recipe: Recipe, seed: int) -> RunResult:
-    """Run one recipe with one seed up to ``ctx.until``."""
-    if ctx.until not in STAGES:
-        raise RecipeError(f"--until must be one of {STAGES}, not {ctx.until!r}")
-    plugins = ctx.plugins or get_plugins()
+    """Run one recipe with one seed up to ``ctx.config.until``."""
+    until = ctx.config.until
+    if until not in STAGES:
+        raise RecipeError(f"--until must be one of {STAGES}, not {until!r}")
+    if ctx.config.scale is None:
+        raise RecipeError("a run needs a scale (RunConfig.scale)")
+    plugins = ctx.plugins
     check_recipe(recipe, plugins)
     result = RunResult(recipe, seed)
     result.scores = _score(ctx, recipe, plugins, result)
-    if ctx.until == "score":
+    if until == "score":
         return result
     started = time.time()
     sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
-    result.selection = run_sample(ctx.store, sampler, result.scores, budget=ctx.scale.budget(ctx.pool.size),
-                                  seed=seed, plugins=plugins)
+    result.selection = run_sample(ctx.store, sampler, result.scores,
+                                  budget=ctx.config.scale.row.budget(ctx.pool.size), seed=seed, plugins=plugins)
     _report(ctx, "sample", result, result.selection, started)
-    if ctx.until == "sample":
+    if until == "sample":
         return result
     result.train = _train(ctx, result)
-    if ctx.until == "train":
+    if until == "train":
         return result
     result.eval = _evaluate(ctx, result)
     result.summary = result.eval.manifest.get("summary", {})
-    if ctx.records_dir is not None:
+    if ctx.config.records_dir is not None:
         from filterbench.harness.recording import record_run
 
-        result.record = record_run(ctx, result, plugins)
+        result.record = record_run(ctx, result)
     return result
 
 
@@ -99,8 +110,8 @@ def _score(ctx: RunContext, recipe: Recipe, plugins: Plugins, result: RunResult)
     artifacts = []
     for scorer in scorers:
         started = time.time()
-        artifact = run_score(ctx.store, ctx.pool, scorer, seed=recipe.score_seed, workers=ctx.workers,
-                             plugins=plugins)
+        artifact = run_score(ctx.store, ctx.pool, scorer, seed=recipe.score_seed, workers=ctx.config.workers,
+                             plugins=plugins, progress=ctx.progress)
         _report(ctx, "score", result, artifact, started)
         artifacts.append(artifact)
     return artifacts
@@ -112,8 +123,7 @@ def _train(ctx: RunContext, result: RunResult) -> Artifact:
     except ImportError as exc:
         raise FilterbenchError(f"the training stage is not available in this build ({exc})") from None
     started = time.time()
-    # the scale's name plus the overrides, so that the train stage itself decides whether the run is official
-    artifact = run_train(ctx.store, result.selection, ctx.scale.name, seed=result.seed, overrides=ctx.overrides)
+    artifact = run_train(ctx.store, result.selection, ctx.config.scale, seed=result.seed, progress=ctx.progress)
     _report(ctx, "train", result, artifact, started)
     return artifact
 
@@ -122,14 +132,16 @@ def _evaluate(ctx: RunContext, result: RunResult) -> Artifact:
     from filterbench.harness.stages.evaluate import run_eval
 
     started = time.time()
-    artifact = run_eval(ctx.store, result.train, evalsets=ctx.evalsets, tasklist=ctx.tasklist)
+    artifact = run_eval(ctx.store, result.train, evalsets=ctx.config.evalsets, tasklist=ctx.config.tasklist,
+                        progress=ctx.progress)
     _report(ctx, "eval", result, artifact, started)
     return artifact
 
 
-def run_all(ctx: RunContext, recipes: list[Recipe], seeds: list[int]) -> list[RunResult]:
-    """Every recipe with every seed, recipe-major, so that shared score artifacts are computed once."""
-    return [run_recipe(ctx, recipe, seed) for recipe in recipes for seed in seeds]
+def run_all(ctx: RunContext, recipes: list[Recipe]) -> list[RunResult]:
+    """Every recipe with every seed of the configuration, recipe-major, so that shared score artifacts are
+    computed once."""
+    return [run_recipe(ctx, recipe, seed) for recipe in recipes for seed in ctx.config.seeds]
 
 
 def headline_scores(result: RunResult) -> dict[str, float | None]:

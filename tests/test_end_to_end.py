@@ -57,6 +57,8 @@ def test_run_trains_evaluates_records_and_builds_the_board(tiny_pool, evalsets, 
     loaded = {r.recipe.name: r for r in load_records(records)}
     top30 = loaded["clip_score_l14_top30"]
     assert top30.official is False and top30.overrides == {"samples_seen": 1280}
+    train = json.loads(next((workdir / "train").glob(f"*-{top30.keys.train}/manifest.json")).read_text())
+    assert (train["official"], train["overrides"]) == (top30.official, top30.overrides)  # one source for both
     assert top30.selection.unique_uids == 181 and loaded["no_filter"].selection.unique_uids == 600
     assert set(top30.metrics) == {"e2e/colours"} and 0.0 <= top30.groups["Average"] <= 1.0
     table = [line.split() for line in result.output.splitlines() if line.split()[:1] in (["recipe"],

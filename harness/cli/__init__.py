@@ -12,15 +12,28 @@ from filterbench.harness.errors import FilterbenchError
 # verb groups that other parts of the harness contribute; each module exports click commands named here
 _OPTIONAL_COMMANDS = (
     ("filterbench.harness.cli.eval_cmds", ("evalsets",)),
-    ("filterbench.harness.cli.nano_cmds", ("nano",)),
     ("filterbench.harness.cli.train_cmds", ("train",)),
     ("filterbench.harness.cli.eval_stage_cmds", ("eval",)),
     ("filterbench.harness.cli.run_cmds", ("run",)),
-    ("filterbench.harness.cli.leaderboard_cmds", ("leaderboard",)),
+    ("filterbench.harness.cli.world_cmds", ("world",)),
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class PluginCommandsGroup(click.Group):
+    """The root group: plugins' commands (``register_commands``; the nano and leaderboard groups among them)
+    are attached the first time any command is looked up, so the group is complete however it is invoked."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        _attach_plugin_commands_once()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _attach_plugin_commands_once()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=PluginCommandsGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                        "max_content_width": 110})
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.version_option(package_name="filterbench")
 @click.pass_context
@@ -57,6 +70,16 @@ def _attach_builtin() -> None:
                 cli.add_command(command, name)
 
 
+_ATTACHED = False
+
+
+def _attach_plugin_commands_once() -> None:
+    global _ATTACHED
+    if not _ATTACHED:
+        _ATTACHED = True
+        _attach_plugin_commands()
+
+
 def _attach_plugin_commands() -> None:
     from filterbench.harness.manager import get_plugins
 
@@ -76,7 +99,7 @@ _attach_builtin()
 def main() -> None:
     """Console entry point."""
     try:
-        _attach_plugin_commands()
+        _attach_plugin_commands_once()
     except FilterbenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from filterbench.harness.cli.common import get_store, one_line_errors, print_json, workdir_option
+from filterbench.harness.cli.options import echo_log, world_options
 
 
 class _DefaultToStage(click.Group):
@@ -31,36 +32,36 @@ def eval() -> None:  # noqa: A001 - the verb users type
 
 @eval.command("stage", hidden=True)
 @click.argument("train_ref", metavar="TRAIN")
-@click.option("--evalsets", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Eval sets in DataComp's layout (default for nano runs: the nano suite).")
-@click.option("--tasklist", default=None, help="Task list name or file (default: datacomp_v1, or the nano list).")
+@world_options("evalsets", "tasklist")
 @click.option("--device", default="cpu", show_default=True)
 @workdir_option
 @one_line_errors
-def eval_stage(train_ref: str, evalsets: Path | None, tasklist: str | None, device: str,
+def eval_stage(train_ref: str, world: str | None, evalsets: Path | None, tasklist: str | None, device: str,
                workdir: Path | None) -> None:
-    """Evaluate the checkpoint of a train artifact; prints the summary, then the eval folder."""
+    """Evaluate the checkpoint of a train artifact; prints the summary, then the eval folder.
+
+    The eval sets and task list are --world's, else those of the default world of the scale the model was
+    trained at (nano-xs and nano: the nano suite); --evalsets and --tasklist replace them.
+    """
+    from filterbench.harness.config import resolve_run_config
     from filterbench.harness.stages.evaluate import run_eval
 
     store = get_store(workdir)
     train = store.find(train_ref, kind="train")
-    nano = _nano_world_for(train) if evalsets is None or tasklist is None else None
-    artifact = run_eval(store, train, evalsets or (nano.evalsets_dir if nano else None),
-                        tasklist or (nano.tasklist if nano else None), device=device)
+    config = resolve_run_config(workdir=workdir, scale=_trained_scale(train), world=world, evalsets=evalsets,
+                                tasklist=tasklist, stages=("eval",), log=echo_log)
+    artifact = run_eval(store, train, config.evalsets, config.tasklist, device=device, progress=True)
     print_json(artifact.manifest["summary"])
     click.echo(str(artifact.path))
 
 
-def _nano_world_for(train):
-    """The nano world a train artifact's pool came from, if any (its eval suite is the default)."""
-    scale = train.manifest.get("scale", {})
-    name = scale.get("name") if isinstance(scale, dict) else scale
-    sizes = {"nano-xs": "xs", "nano": "default"}
-    if name not in sizes:
-        return None
-    from filterbench.harness.nano import get_world
+def _trained_scale(train) -> str | None:
+    """The scale a train artifact was trained at, when it is a row of the scale table (its default world is
+    the default world of the evaluation)."""
+    from filterbench.harness.scales import SCALES
 
-    return get_world(sizes[name])
+    name = train.manifest.get("scale_name")
+    return name if name in SCALES else None
 
 
 try:  # the summarize command lives with the evaluation package

@@ -6,74 +6,54 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import get_store, one_line_errors, parse_params, workdir_option
-
-NANO_SIZES = {"nano-xs": "xs", "nano": "default"}
+from filterbench.harness.cli.common import one_line_errors, workdir_option
+from filterbench.harness.cli.options import (FOLDER, echo_log, override_option, overrides_from, parse_targets,
+                                             world_options)
 
 
 @click.command()
 @click.argument("recipes", nargs=-1, required=True)
 @click.option("--scale", "scale_name", default="nano-xs", show_default=True, help="Fixed budget (`ls scales`).")
+@override_option
 @click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0, 1, ...).")
-@click.option("--pool", "pool_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Pool folder (default on nano scales: the nano world, built on first use).")
+@world_options("pool", "evalsets", "tasklist", "target")
 @click.option("--until", type=click.Choice(["score", "sample", "train", "eval"]), default="eval", show_default=True)
-@click.option("--evalsets", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Local eval sets in DataComp's layout (default on nano scales: the nano suite).")
-@click.option("--tasklist", default=None, help="Task list name or file (default: the nano list, or datacomp_v1).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Score workers.")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KNOB=VALUE",
-              help="Override a scale knob (marks the run unofficial).")
-@click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where finished runs' records go (default: leaderboard/records of this checkout).")
+@click.option("--records", "records_dir", type=FOLDER, default=None,
+              help="Where finished runs' records go (default: <workdir>/records; the committed board of a "
+                   "checkout: leaderboard/records).")
 @click.option("--compare", is_flag=True, help="Print measured minus published numbers where they exist.")
 @workdir_option
 @one_line_errors
-def run(recipes: tuple[str, ...], scale_name: str, seeds: int, pool_dir: Path | None, until: str,
-        evalsets: Path | None, tasklist: str | None, workers: int, overrides: tuple[str, ...], records_dir: Path | None, compare: bool,
-        workdir: Path | None) -> None:
-    """Run recipes end to end (score -> sample -> train -> eval), reusing every completed stage.
+def run(recipes: tuple[str, ...], scale_name: str, overrides: tuple[str, ...], seeds: int, world: str | None,
+        pool_dir: Path | None, evalsets: Path | None, tasklist: str | None, targets: tuple[str, ...], until: str,
+        workers: int, records_dir: Path | None, compare: bool, workdir: Path | None) -> None:
+    """Run recipes end to end (score -> sample -> train -> eval -> record), reusing every completed stage.
+
+    The world is --world NAME, else the scale's default world (nano-xs and nano: the embedded nano world, built
+    on first use); --pool, --evalsets, --tasklist and --target replace its parts.  Records go to --records, and
+    the leaderboard beside that folder is rebuilt.
 
     \b
     Examples:
       filterbench run no_filter clip_score_l14_top30 --scale nano --seeds 3
-      filterbench run clip_score_l14_top30 --scale small --pool /data/datacomp_small --until sample
+      filterbench run clip_score_l14_top30 --scale small --world dc-small --until sample
     """
+    from filterbench.harness.config import resolve_run_config
     from filterbench.harness.recipes import load_recipe
     from filterbench.harness.runner import RunContext, run_all
-    from filterbench.harness.scales import get_scale
 
-    scale, official = get_scale(scale_name).with_overrides(**parse_params(overrides, "override"))
-    loaded = [load_recipe(r) for r in recipes]
-    pool, world = _pool_for(scale, pool_dir)
-    ctx = RunContext(store=get_store(workdir), pool=pool, scale=scale, official=official,
-                     overrides=parse_params(overrides, "override"), workers=workers, until=until,
-                     evalsets=evalsets or (world.evalsets_dir if world else None),
-                     tasklist=tasklist or (world.tasklist if world else None),
-                     oracle_dir=world.oracle_dir if world else None,
-                     records_dir=records_dir or _default_records_dir(), on_stage=_echo_stage)
-    results = run_all(ctx, loaded, list(range(seeds)))
+    loaded = [load_recipe(r) for r in recipes]  # a misspelt recipe fails before a world is built
+    config = resolve_run_config(workdir=workdir, scale=scale_name, overrides=overrides_from(overrides),
+                                world=world, pool=pool_dir, evalsets=evalsets, tasklist=tasklist,
+                                inputs=parse_targets(targets), seeds=seeds, records=records_dir, until=until,
+                                workers=workers, log=echo_log)
+    ctx = RunContext.create(config, on_stage=_echo_stage, progress=True)
+    results = run_all(ctx, loaded)
     _print_table(results)
     if compare:
-        _print_comparison(results, scale.name)
+        _print_comparison(results, config.scale.name)
     _finish(results, ctx)
-
-
-def _pool_for(scale, pool_dir: Path | None):
-    from filterbench.harness.pool import Pool
-
-    if pool_dir is not None:
-        return Pool(pool_dir), None
-    if scale.name not in NANO_SIZES:
-        raise click.UsageError(f"scale {scale.name!r} needs --pool DIR (a DataComp pool on disk)")
-    from filterbench.harness.nano import get_world
-
-    world = get_world(NANO_SIZES[scale.name])
-    return Pool(world.pool_dir), world
-
-
-def _default_records_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "leaderboard" / "records"
 
 
 def _echo_stage(stage, result, artifact, reused) -> None:
@@ -115,12 +95,14 @@ def _print_comparison(results, scale: str) -> None:
 
 
 def _finish(results, ctx) -> None:
+    """The last lines: the selection (runs that stop early), else what observers made of the new records."""
     last = results[-1] if results else None
-    if ctx.until != "eval" or last is None:
+    if ctx.config.until != "eval" or last is None:
         click.echo(str(last.selection.path if last and last.selection else ctx.store.root))
         return
-    from filterbench.leaderboard.build import build_leaderboard
-
-    out = ctx.records_dir.parent
-    written = build_leaderboard(ctx.records_dir, out)
-    click.echo(f"leaderboard: {written[-1] if written else out}")
+    records = [r.record for r in results if r.record is not None]
+    produced = ctx.plugins.pm.hook.records_written(records_dir=ctx.config.records_dir, records=records)
+    click.echo(f"records: {ctx.config.records_dir}")
+    for outputs in produced:
+        for label, path in (outputs or {}).items():
+            click.echo(f"{label}: {path}")

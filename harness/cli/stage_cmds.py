@@ -8,32 +8,36 @@ import click
 
 from filterbench.harness.cli.common import (get_store, one_line_errors, params_option, parse_params, print_json,
                                             workdir_option)
+from filterbench.harness.cli.options import (deprecated_option, echo_log, override_option, overrides_from,
+                                             parse_targets, world_options)
 
 
 @click.command()
 @click.argument("scorer_name", metavar="SCORER")
-@click.option("--pool", "pool_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Pool folder in DataComp layout (metadata/, shards/).")
+@world_options("pool", "target")
 @params_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Score seed (fixes batch plans).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
 @workdir_option
 @one_line_errors
-def score(scorer_name: str, pool_dir: Path, params: tuple[str, ...], seed: int, workers: int,
-          workdir: Path | None) -> None:
-    """Score every uid of a pool; prints the score artifact folder last.
+def score(scorer_name: str, world: str | None, pool_dir: Path | None, targets: tuple[str, ...],
+          params: tuple[str, ...], seed: int, workers: int, workdir: Path | None) -> None:
+    """Score every uid of a world's pool; prints the score artifact folder last.
 
     \b
     Examples:
       filterbench score clip_score --pool ./pool -p model=l14
-      filterbench score clip_score --pool ./pool -p model=b32 --workers 2
+      filterbench score normsim --world dc-small --workers 2
     """
     from filterbench import get_scorer
+    from filterbench.harness.config import resolve_run_config
     from filterbench.harness.pool import Pool
     from filterbench.harness.stages.score import run_score
 
     scorer = get_scorer(scorer_name, **parse_params(params))
-    artifact = run_score(get_store(workdir), Pool(pool_dir), scorer, seed=seed, workers=workers)
+    config = resolve_run_config(workdir=workdir, world=world, pool=pool_dir, inputs=parse_targets(targets),
+                                workers=workers, stages=("score",), log=echo_log)
+    artifact = run_score(get_store(config.workdir), Pool(config.pool), scorer, seed=seed, workers=workers)
     stats = artifact.manifest["stats"]
     for column, s in stats.items():
         click.echo(f"{scorer_name}.{column}: n={s['count']} mean={s.get('mean', float('nan')):.4f} "
@@ -47,37 +51,36 @@ def score(scorer_name: str, pool_dir: Path, params: tuple[str, ...], seed: int, 
               help="Score artifact (key, key prefix or folder); repeatable.")
 @params_option
 @click.option("--scale", default=None, help="Take the budget from this scale (default: pool-sized budget).")
-@click.option("--samples-seen", type=int, default=None, help="Override the budget (marks runs unofficial).")
-@click.option("--pool", "pool_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Pool folder, for samplers that read no scores (e.g. random_fraction, all).")
+@override_option
+@deprecated_option("--samples-seen", "samples_seen", "-o samples_seen=N (with --scale)", type=int, default=None)
+@world_options("pool")
 @click.option("--seed", type=int, default=0, show_default=True)
 @workdir_option
 @one_line_errors
 def sample(sampler_name: str, score_refs: tuple[str, ...], params: tuple[str, ...], scale: str | None,
-           samples_seen: int | None, pool_dir: Path | None, seed: int, workdir: Path | None) -> None:
+           overrides: tuple[str, ...], samples_seen: int | None, world: str | None, pool_dir: Path | None,
+           seed: int, workdir: Path | None) -> None:
     """Turn scores into counts and a DataComp subset file; prints the selection folder last.
 
     \b
     Examples:
       filterbench sample top_fraction --scores 3fa2c1 -p fraction=0.3
+      filterbench sample soft_cap --scores 3fa2c1 --scale nano -o samples_seen=48000
       filterbench sample all --pool ./pool
     """
     from filterbench import get_sampler
-    from filterbench.harness.contract import Budget
+    from filterbench.harness.config import resolve_run_config
     from filterbench.harness.stages.sample import run_sample
 
-    store = get_store(workdir)
+    aliased = (f"samples_seen={samples_seen}",) if samples_seen is not None else ()
+    config = resolve_run_config(workdir=workdir, scale=scale, overrides=overrides_from(overrides, aliased),
+                                world=world, pool=pool_dir, stages=("sample",), log=echo_log)
+    store = get_store(config.workdir)
     sampler = get_sampler(sampler_name, **parse_params(params))
     artifacts = [store.find(ref, kind="scores") for ref in score_refs]
     if not artifacts:
-        artifacts = [_no_score_input(store, pool_dir)]
-    budget = None
-    if scale or samples_seen:
-        from filterbench.harness.scales import get_scale
-
-        base = get_scale(scale) if scale else None
-        seen = samples_seen or base.samples_seen
-        budget = Budget(samples_seen=seen, segments=base.segments if base else 5, pool_size=0)
+        artifacts = [_no_score_input(store, config)]
+    budget = config.scale.row.budget(0) if config.scale is not None else None  # run_sample sets the pool size
     artifact = run_sample(store, sampler, artifacts, budget=budget, seed=seed)
     stats = artifact.manifest["stats"]
     click.echo(f"kept {stats['unique_uids']:,} unique uids of {stats['pool_size']:,}; total {stats['total']:,}; "
@@ -85,15 +88,15 @@ def sample(sampler_name: str, score_refs: tuple[str, ...], params: tuple[str, ..
     click.echo(str(artifact.path))
 
 
-def _no_score_input(store, pool_dir: Path | None):
+def _no_score_input(store, config):
     """Samplers that read no score still need the pool's uids: score it with the trivial `constant` input."""
-    if pool_dir is None:
-        raise click.UsageError("give --scores (or --pool for samplers that read no scores)")
+    if config.world is None or config.world.pool is None:
+        raise click.UsageError("give --scores (or --pool / --world for samplers that read no scores)")
     from filterbench.harness.pool import Pool
     from filterbench.harness.stages.score import run_score
     from filterbench.harness.uidscorer import UidOnlyScorer
 
-    return run_score(store, Pool(pool_dir), UidOnlyScorer(), progress=False)
+    return run_score(store, Pool(config.pool), UidOnlyScorer(), progress=False)
 
 
 @click.command()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from filterbench.harness.cli.common import get_store, one_line_errors, parse_params, workdir_option
+from filterbench.harness.cli.common import get_store, one_line_errors, workdir_option
+from filterbench.harness.cli.options import deprecated_option, override_option, overrides_from
 
 
 @click.command("train")
@@ -18,8 +19,8 @@ from filterbench.harness.cli.common import get_store, one_line_errors, parse_par
 @click.option("--launcher", type=click.Choice(["inprocess", "torchrun", "slurm"]), default=None,
               help="inprocess (default for --nproc 1), torchrun (default otherwise), or slurm: write an sbatch "
                    "script and print its path.")
-@click.option("--set", "overrides", multiple=True, metavar="KNOB=VALUE",
-              help="Override a scale setting (repeatable); changing a fixed knob marks the run unofficial.")
+@override_option
+@deprecated_option("--set", "set_overrides", "-o KNOB=VALUE", multiple=True)
 @click.option("--workers", type=int, default=None, help="Resharder processes (default: up to 4).")
 @click.option("--keep-data", is_flag=True, help="Keep the resharded webdataset shards in the artifact.")
 @click.option("--count-fed", is_flag=True, help="Record every uid fed to the model under fed/ (slower I/O).")
@@ -29,7 +30,7 @@ from filterbench.harness.cli.common import get_store, one_line_errors, parse_par
 @click.option("--partition", default=None, help="SLURM partition.")
 @one_line_errors
 def train(selection: str, scale: str, seed: int, workdir: Path | None, nproc: int, launcher: str | None,
-          overrides: tuple[str, ...], workers: int | None, keep_data: bool, count_fed: bool, nodes: int,
+          overrides: tuple[str, ...], set_overrides: tuple[str, ...], workers: int | None, keep_data: bool, count_fed: bool, nodes: int,
           gpus_per_task: int, slurm_time: str, partition: str | None) -> None:
     """Train SELECTION (a selection key, key prefix or folder) with the scale's fixed open_clip recipe.
 
@@ -40,18 +41,21 @@ def train(selection: str, scale: str, seed: int, workdir: Path | None, nproc: in
     \b
     Examples:
       filterbench train 3fa2c1 --scale nano-xs
-      filterbench train 3fa2c1 --scale nano --nproc 2
+      filterbench train 3fa2c1 --scale nano --nproc 2 -o samples_seen=48000
       filterbench train 3fa2c1 --scale medium --launcher slurm --nproc 8 --nodes 2
     """
+    from filterbench.harness.config import resolve_run_config
     from filterbench.harness.stages.train import run_train
     from filterbench.harness.training.distributed import SlurmOptions
 
     launcher = launcher or ("inprocess" if nproc == 1 else "torchrun")
     slurm = SlurmOptions(nodes=nodes, tasks_per_node=nproc, gpus_per_task=gpus_per_task, time=slurm_time,
                          partition=partition) if launcher == "slurm" else None
-    result = run_train(get_store(workdir), selection, scale, seed=seed, overrides=parse_params(overrides, "knob"),
-                       nproc=nproc, launcher=launcher, workers=workers, count_fed=count_fed, keep_data=keep_data,
-                       slurm=slurm)
+    config = resolve_run_config(workdir=workdir, scale=scale, overrides=overrides_from(overrides, set_overrides),
+                                stages=("train",))
+    result = run_train(get_store(config.workdir), selection, config.scale, seed=seed, nproc=nproc,
+                       launcher=launcher, workers=workers, count_fed=count_fed, keep_data=keep_data, slurm=slurm,
+                       progress=True)
     if isinstance(result, Path):
         click.echo(f"wrote a SLURM script; submit it with: sbatch {result}")
         click.echo(str(result))

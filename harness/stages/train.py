@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from filterbench.harness.provenance import CostMeter
-from filterbench.harness.scales import Scale, get_scale
+from filterbench.harness.scales import ResolvedScale, Scale
 from filterbench.harness.seeding import derive_rng
 from filterbench.harness.stages.pool import pool_shards_dir
 from filterbench.harness.stages.sample import load_counts
@@ -51,12 +51,6 @@ COSTS = "costs.jsonl"
 PARALLEL_MIN_SAMPLES = 50_000
 
 
-def resolve_scale(scale: str | Scale, overrides: dict | None = None) -> tuple[Scale, bool]:
-    """The scale row after ``overrides`` and whether the run stays official (no fixed knob changed)."""
-    base = get_scale(scale) if isinstance(scale, str) else scale
-    return base.with_overrides(**(overrides or {}))
-
-
 def train_inputs(selection: Artifact, scale: Scale, seed: int) -> dict:
     from importlib.metadata import version
 
@@ -75,15 +69,15 @@ def _our_model_config(model: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nano-xs", *, seed: int = 0,
-              overrides: dict | None = None, nproc: int = 1, launcher: str = "inprocess", workers: int | None = None,
+def run_train(store: Store, selection: str | Artifact, scale: ResolvedScale, *, seed: int = 0, nproc: int = 1, launcher: str = "inprocess", workers: int | None = None,
               count_fed: bool = False, keep_data: bool = False, slurm: SlurmOptions | None = None,
               stop_at_epoch: int | None = None, progress: bool = False) -> Artifact | Path:
     """Train the fixed recipe of ``scale`` on ``selection``; reuse a completed artifact with the same key.
 
     Args:
         selection: a selection artifact, or its key, key prefix or folder.
-        overrides: scale settings to change; changing a fixed knob marks the run unofficial.
+        scale: the scale row to train, with its overrides and ``official`` flag
+            (:func:`filterbench.harness.scales.resolve_scale`); trained and reported as given.
         nproc: processes (``torchrun``), or tasks per node (``slurm``).
         launcher: ``inprocess`` (one process, this one), ``torchrun`` or ``slurm`` (writes a script).
         workers: resharder processes (default: up to 4, one per core).
@@ -91,6 +85,7 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
         keep_data: keep the resharded shards in the artifact (``data/``); they are deleted by default.
         slurm: options of the generated SLURM script (``launcher="slurm"``).
         stop_at_epoch: tests only: interrupt the training when this epoch would start.
+        progress: show progress bars (resharding, and the in-process training's batches, with an ETA).
 
     Returns:
         The train artifact; for ``launcher="slurm"`` the path of the script to submit with ``sbatch``.
@@ -100,7 +95,10 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
     if launcher == "inprocess" and nproc != 1:
         raise TrainError("the in-process launcher runs one process; use --launcher torchrun for --nproc > 1")
     selection = selection if isinstance(selection, Artifact) else store.find(selection, kind="selections")
-    scale_row, official = resolve_scale(scale, overrides)
+    if not isinstance(scale, ResolvedScale):
+        raise TrainError(f"run_train needs a resolved scale (filterbench.harness.scales.resolve_scale), "
+                         f"not {scale!r}")
+    scale_row = scale.row
     budget = feed_budget(scale_row.samples_seen, scale_row.segments, scale_row.batch_size, scale_row.workers)
     _check_budget(selection, scale_row)
     world = slurm.world_size if launcher == "slurm" and slurm else nproc
@@ -113,7 +111,8 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
         if count_fed and not done.manifest.get("fed_counted"):
             log.warning("%s was trained without fed-uid counting; it is reused as is (no fed/ records)", done.path)
         return done
-    context = {"selection": selection, "scale": scale_row, "official": official, "overrides": overrides or {},
+    context = {"selection": selection, "scale": scale_row, "official": scale.official,
+               "overrides": scale.overrides_dict(),
                "seed": seed, "budget": budget, "world": world, "launcher": launcher}
     with store.build("train", label, key, inputs) as building:
         if not (building.dir / DONE_MARKER).exists():
@@ -123,7 +122,7 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
             if launcher == "slurm":
                 return _write_slurm(store, building, context, slurm or SlurmOptions(tasks_per_node=nproc))
             with _cost(building, "train", gpu=_uses_gpu(scale_row)):
-                _launch(building, spec, launcher, nproc)
+                _launch(building, spec, launcher, nproc, progress)
         return _finish(building, context, keep_data)
 
 
@@ -220,13 +219,13 @@ def _cpu_threads(scale, world: int) -> int:
 
 
 # -- launching ----------------------------------------------------------------------------------------------------
-def _launch(building: Building, spec: LaunchSpec, launcher: str, nproc: int) -> None:
+def _launch(building: Building, spec: LaunchSpec, launcher: str, nproc: int, progress: bool = False) -> None:
     if launcher == "torchrun":
         run_command(torchrun_command(building.dir / "launch.json", nproc), building.dir / "launcher.log",
                     spec.threads)
     else:
         with _environment(training_env(spec.threads)):
-            code = launch_inprocess(spec)
+            code = launch_inprocess(spec, progress)
         if code != 0:
             raise TrainError(f"training failed; see {building.dir / 'out.log'}")
     if not (building.dir / DONE_MARKER).exists():
@@ -254,7 +253,7 @@ def _write_slurm(store: Store, building: Building, ctx: dict, options: SlurmOpti
     finalize = [sys.executable, "-m", "filterbench.harness.cli.train_cmds", ctx["selection"].key,
                 "--scale", scale.name, "--seed", str(ctx["seed"]), "--workdir", str(store.root.resolve())]
     for knob, value in ctx["overrides"].items():
-        finalize += ["--set", f"{knob}={value}"]
+        finalize += ["-o", f"{knob}={value}"]
     script = building.dir / "slurm.sh"
     threads = _cpu_threads(scale, ctx["world"]) if scale.cpu else None  # what the in-process launcher would use
     script.write_text(slurm_script(building.dir / "launch.json", f"fb-train-{building.key[:12]}", building.dir,

@@ -53,7 +53,7 @@ def prepared(tmp_path_factory):
     from filterbench import get_sampler, get_scorer
     from filterbench.harness.contract import Sampler
     from filterbench.harness.pool import Pool
-    from filterbench.harness.scales import get_scale
+    from filterbench.harness.scales import get_scale, resolve_scale
     from filterbench.harness.stages.sample import run_sample
     from filterbench.harness.stages.score import run_score
     from filterbench.harness.stages.train import run_train
@@ -80,7 +80,7 @@ def prepared(tmp_path_factory):
     specs = {}
     for mode, sampler in (("subset", get_sampler("top_fraction", fraction=0.5)), ("multiset", Spread())):
         selection = run_sample(store, sampler, [scores], budget=budget)
-        script = run_train(store, selection, SCALE, launcher="slurm", keep_data=True)
+        script = run_train(store, selection, resolve_scale(SCALE), launcher="slurm", keep_data=True)
         specs[mode] = json.loads((script.parent / "launch.json").read_text())
     return root, specs
 

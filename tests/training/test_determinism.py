@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from filterbench.harness.scales import resolve_scale
 from filterbench.harness.stages.train import run_train
 from filterbench.harness.store import Store
 
@@ -31,7 +32,7 @@ def _copy_inputs(source: Store, target: Store) -> None:
 def _train_in_fresh_store(root, train_store, selection, tiny, seed: int = 7):
     store = Store(root)
     _copy_inputs(train_store, store)
-    return run_train(store, selection.key, "nano-xs", overrides=tiny, seed=seed)
+    return run_train(store, selection.key, resolve_scale("nano-xs", tiny), seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from filterbench.harness.scales import get_scale
+from filterbench.harness.scales import get_scale, resolve_scale
 from filterbench.harness.stages.train import run_train
 from filterbench.harness.training.feed import fed_counts
 
@@ -22,8 +22,8 @@ def state_shapes(path):
 
 def test_two_gloo_processes_give_the_same_result_shape(train_store, selections, pool_uids, tiny):
     selection = selections["multiset"]
-    single = run_train(train_store, selection, "nano-xs", overrides=tiny, count_fed=True)
-    double = run_train(train_store, selection, "nano-xs", overrides=tiny, seed=2, nproc=2, launcher="torchrun",
+    single = run_train(train_store, selection, resolve_scale("nano-xs", tiny), count_fed=True)
+    double = run_train(train_store, selection, resolve_scale("nano-xs", tiny), seed=2, nproc=2, launcher="torchrun",
                        count_fed=True)
     assert double.manifest["world_size"] == 2 and double.manifest["launcher"] == "torchrun"
     assert "--batch-size" in double.manifest["argv"]

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from filterbench.harness.scales import resolve_scale
 from filterbench.harness.stages.train import run_train
 from filterbench.harness.training.feed import TrainingInterrupted, fed_counts
 from filterbench.harness.training.plan import TrainError
@@ -15,7 +16,7 @@ from filterbench.harness.training.plan import TrainError
 @pytest.fixture(scope="module")
 def trained(train_store, selections, tiny):
     """One tiny training per mode, with fed-uid counting on."""
-    return {mode: run_train(train_store, sel, "nano-xs", overrides=tiny, count_fed=True)
+    return {mode: run_train(train_store, sel, resolve_scale("nano-xs", tiny), count_fed=True)
             for mode, sel in selections.items()}
 
 
@@ -74,7 +75,7 @@ def test_rerunning_a_finished_training_is_a_no_op(trained, train_store, selectio
     first = trained["multiset"]
     stamp = (first.path / "checkpoints/epoch_latest.pt").stat().st_mtime_ns
     attempts = (first.path / "attempts.jsonl").read_text()
-    again = run_train(train_store, selections["multiset"].key, "nano-xs", overrides=tiny)
+    again = run_train(train_store, selections["multiset"].key, resolve_scale("nano-xs", tiny))
     assert again.path == first.path and again.key == first.key
     assert (again.path / "checkpoints/epoch_latest.pt").stat().st_mtime_ns == stamp
     assert (again.path / "attempts.jsonl").read_text() == attempts  # nothing was launched
@@ -83,12 +84,12 @@ def test_rerunning_a_finished_training_is_a_no_op(trained, train_store, selectio
 def test_interrupted_training_resumes_from_its_last_checkpoint(train_store, selections, pool_uids, tiny):
     selection = selections["multiset"]
     with pytest.raises(TrainingInterrupted):
-        run_train(train_store, selection, "nano-xs", overrides=tiny, seed=1, count_fed=True, stop_at_epoch=3)
+        run_train(train_store, selection, resolve_scale("nano-xs", tiny), seed=1, count_fed=True, stop_at_epoch=3)
     partial = next(train_store.root.glob("train/.partial-*"))
     import torch
 
     assert torch.load(partial / "checkpoints/epoch_latest.pt", weights_only=False)["epoch"] == 3
-    artifact = run_train(train_store, selection, "nano-xs", overrides=tiny, seed=1, count_fed=True)
+    artifact = run_train(train_store, selection, resolve_scale("nano-xs", tiny), seed=1, count_fed=True)
     assert "=> resuming checkpoint" in (artifact.path / "out.log").read_text()
     assert artifact.manifest["throughput"]["attempts"] == 2
     fed, _ = fed_counts(artifact.path / "fed", pool_uids)
@@ -97,4 +98,4 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(train_store, sele
 
 def test_a_multiset_sampled_for_another_budget_is_refused(train_store, selections):
     with pytest.raises(TrainError, match="was sampled for samples_seen=640"):
-        run_train(train_store, selections["multiset"], "nano-xs")
+        run_train(train_store, selections["multiset"], resolve_scale("nano-xs"))

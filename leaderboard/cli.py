@@ -1,4 +1,5 @@
-"""``filterbench leaderboard build|compare|show``: build the board, compare two recipes, inspect a record."""
+"""``filterbench leaderboard build|add|compare|show``: build the board, publish records to it, compare two recipes,
+inspect a record.  The group enters the CLI through the ``leaderboard`` plugin (:mod:`.plugin`)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,26 @@ def show(record_file: Path) -> None:
 
     record = read_record(record_file)
     print_json(json.loads(record.model_dump_json()))
+
+
+@leaderboard.command()
+@click.argument("sources", metavar="RECORDS...", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--to", "records_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Records folder to publish into (default: leaderboard/records of this checkout).")
+@one_line_errors
+def add(sources: tuple[Path, ...], records_dir: Path | None) -> None:
+    """Publish run records to the committed board: validate each (schema and digest), copy it into the records
+    folder (replacing an earlier record of the same run) and rebuild the board beside that folder.
+
+    RECORDS are record files or folders of them (a run's --records folder, default <workdir>/records).
+
+    \b
+    Examples:
+      filterbench leaderboard add filterbench-work/records
+      filterbench leaderboard add ./my-record.json --to /path/to/checkout/leaderboard/records
+    """
+    from filterbench.leaderboard.publish import publish
+
+    for path in publish(list(sources), records_dir):
+        click.echo(str(path))

@@ -1,0 +1,86 @@
+"""Options shared by ``run`` and the stage commands, so that each is spelled one way everywhere.
+
+``-o KNOB=VALUE`` overrides a scale setting on every command (``-p KEY=VALUE`` stays a plugin parameter);
+``--world``, ``--pool``, ``--evalsets``, ``--tasklist`` and ``--target`` name a world and its parts.  Older
+spellings (``train --set``, ``sample --samples-seen``) still work, hidden, and print a deprecation warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from filterbench.harness.cli.common import parse_params
+
+FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+def override_option(func: Callable) -> Callable:
+    return click.option("-o", "--override", "overrides", multiple=True, metavar="KNOB=VALUE",
+                        help="Override a scale setting (repeatable); changing a fixed knob marks the run "
+                             "unofficial.")(func)
+
+
+_PART_OPTIONS = {
+    "pool": lambda: click.option("--pool", "pool_dir", type=FOLDER, default=None,
+                                 help="Pool folder in DataComp's layout (replaces the world's pool)."),
+    "evalsets": lambda: click.option("--evalsets", type=FOLDER, default=None,
+                                     help="Eval sets in DataComp's layout (replaces the world's)."),
+    "tasklist": lambda: click.option("--tasklist", default=None,
+                                     help="Task list name or file (default: the world's, or datacomp_v1)."),
+    "target": lambda: click.option("--target", "targets", multiple=True, metavar="[ROLE=]PATH",
+                                   help="A named input of the pool (repeatable); a bare PATH is the "
+                                        "ImageNet-train target features (role imagenet_train)."),
+}
+
+
+def world_options(*parts: str) -> Callable[[Callable], Callable]:
+    """``--world NAME`` plus the options of ``parts`` (``pool``, ``evalsets``, ``tasklist``, ``target``), which
+    replace the world's own parts."""
+
+    def decorate(func: Callable) -> Callable:
+        for part in reversed(parts):
+            func = _PART_OPTIONS[part]()(func)
+        return click.option("--world", "world", default=None, metavar="NAME",
+                            help="World to use (`filterbench world ls`; default: the scale's default "
+                                 "world).")(func)
+
+    return decorate
+
+
+def parse_targets(values: tuple[str, ...]) -> dict[str, Path]:
+    """``("imagenet_train=/x", "/y")`` -> role -> path; a bare path fills the ImageNet-train role."""
+    from filterbench.harness.localworlds import DEFAULT_TARGET_ROLE
+
+    out: dict[str, Path] = {}
+    for value in values:
+        role, sep, path = value.partition("=")
+        if not sep:
+            role, path = DEFAULT_TARGET_ROLE, value
+        if not role or not path:
+            raise click.BadParameter(f"{value!r}: give PATH or ROLE=PATH", param_hint="--target")
+        out[role] = Path(path)
+    return out
+
+
+def deprecated_option(old: str, dest: str, replacement: str, **kwargs: Any) -> Callable:
+    """A hidden option kept for old command lines; using it prints one warning naming its replacement."""
+
+    def warn(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value not in (None, (), False):
+            click.echo(f"warning: {old} is deprecated; use {replacement}", err=True)
+        return value
+
+    return click.option(old, dest, hidden=True, callback=warn, expose_value=True, **kwargs)
+
+
+def overrides_from(values: tuple[str, ...], *aliases: tuple[str, ...]) -> dict[str, Any]:
+    """The ``-o`` pairs plus those of deprecated aliases, parsed (values are YAML scalars)."""
+    return parse_params(tuple(values) + tuple(v for alias in aliases for v in alias), "override")
+
+
+def echo_log(line: str) -> None:
+    """Progress lines (the world build's phases) go to stderr, leaving stdout to results."""
+    click.echo(line, err=True)
