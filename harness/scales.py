@@ -13,9 +13,9 @@ changes the step count (DataComp trap 10).  The nano rows' ``samples_seen`` is a
 ``segments * batch_size`` so every mode feeds exactly ``samples_seen`` samples (no rounding, see
 ``harness/training/plan.py``).  ``nano`` trains ``filterbench-nano-rn16`` (``harness/training/model_configs``:
 open_clip's ModifiedResNet, layers [1, 1, 1, 1], width 16, with ``filterbench-nano-vit2``'s text tower), which
-learns the nano objects two to three times faster than the ViT and costs less per step (docs/nano.md 9.0c);
+learns the nano objects two to three times faster than the ViT and costs less per step (docs/nano.md 9.3);
 ``nano-xs``, the tests' row, keeps ``filterbench-nano-vit2`` (4 x 128 ViT, patch 8), whose vision tower
-learned colour and shape in ``nano-probe.md`` with lr 2e-3 and weight decay 0.1.  ``nano`` sees 96,000 samples
+learns colour and shape at lr 2e-3 and weight decay 0.1.  ``nano`` sees 96,000 samples
 (1.5 passes over its pool) within its time budget.
 """
 

@@ -78,3 +78,45 @@ def test_method_docs_recipe_examples_validate(tmp_path):
                 found += 1
     assert found >= 1
 
+
+
+def test_worlds_walkthrough_runs(tmp_path, monkeypatch):
+    """docs/worlds.md's DataComp walkthrough, run as written on fabricated folders in DataComp's layout put where
+    its paths say (the documented paths are rewritten under a temporary root)."""
+    import shlex
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from filterbench.harness.cli import cli
+    from filterbench.harness.evaluation.api import load_tasklist, write_classification_evalset
+    from filterbench.testing import fabricate_pool
+
+    data = tmp_path / "data" / "datacomp"
+    fabricate_pool(data / "small", rows=200, shards=2)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (16, 16, 3)).astype(np.uint8) for _ in range(4)]
+    for task in load_tasklist("datacomp_v1").tasks:  # one tiny classification set per task folder
+        write_classification_evalset(data / "evalsets" / task.folder, images, [0, 1, 0, 1], ["a", "b"],
+                                     ["a photo of a {c}."], shard_size=4)
+    (data / "in1k_l14").mkdir()
+    np.save(data / "in1k_l14" / "in1k_clip_vit_l14_0.npy", rng.standard_normal((3, 24)).astype(np.float32))
+    monkeypatch.setenv("FILTERBENCH_HOME", str(tmp_path / "work"))
+    blocks = [body for lang, info, body in _blocks("worlds.md") if lang == "bash" and info == "walkthrough"]
+    assert len(blocks) == 1
+    for line in blocks[0].strip().splitlines():
+        args = shlex.split(line.replace("/data/", f"{tmp_path}/data/"))
+        assert args[0] == "filterbench"
+        result = CliRunner().invoke(cli, args[1:])
+        assert result.exit_code == 0, f"{line}\n{result.output}"
+    selection = Path(result.output.strip().splitlines()[-1])  # `run --until sample` prints the selection last
+    assert selection.parent == tmp_path / "work" / "selections" and (selection / "subset.npy").is_file()
+
+
+def test_readme_main_job_regenerates_the_committed_board():
+    """`run` writes records under the work directory unless told otherwise; the README's main job, run from a
+    checkout, must still write the committed board's records (and so rebuild that board)."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [body.strip() for lang, _, body in BLOCK.findall(readme) if lang == "bash"]
+    main_job = next(c for c in commands if "filterbench run" in c)
+    assert "--records leaderboard/records" in main_job

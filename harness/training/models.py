@@ -2,10 +2,9 @@
 
 ``filterbench-nano-rn16`` is the model of the ``nano`` scale: open_clip's ModifiedResNet (CLIP's RN family),
 layers [1, 1, 1, 1], width 16, with ``filterbench-nano-vit2``'s text tower; it learns the nano objects two to
-three times faster than the ViT (docs/nano.md section 9).
-``filterbench-nano-vit2`` is the model of the ``nano-xs`` scale (and of ``nano`` until session 6): the vision
-tower measured in
-``nano-probe.md`` (32 px images, 8 px patches so 16 image tokens, 4 layers of width 128) with a text tower of 2
+three times faster than the ViT (docs/nano.md section 9.3).
+``filterbench-nano-vit2`` is the model of the ``nano-xs`` scale (and was the ``nano`` scale's until 2026-11-22): a
+vision tower of 32 px images, 8 px patches so 16 image tokens, 4 layers of width 128, with a text tower of 2
 layers of width 64 (the standard 49,408-token BPE vocabulary, context 20; 4.1 M parameters, 3.2 M of them the token
 embedding), twice as fast per step as ``filterbench-nano-vit`` (text 3 x 128), the first nano model, kept so
 that the archived records that name it stay reproducible.
