@@ -142,10 +142,12 @@ class _Parts:
     tasklist: str | None
     inputs: Mapping[str, str | Path] | None
 
-    def cover(self, stages: tuple[str, ...]) -> bool:
-        """Whether these parts are all that ``stages`` read, so that no world has to be opened."""
+    def cover(self, stages: tuple[str, ...], tasklist_needed: bool = True) -> bool:
+        """Whether these parts are all that ``stages`` read, so that no world has to be opened (without
+        ``tasklist_needed``, eval sets alone cover evaluation: the task list then defaults to datacomp_v1)."""
         pool_ok = "score" not in stages or self.pool is not None
-        eval_ok = "eval" not in stages or (self.evalsets is not None and self.tasklist is not None)
+        eval_ok = "eval" not in stages or (self.evalsets is not None
+                                           and (self.tasklist is not None or not tasklist_needed))
         return pool_ok and eval_ok
 
     def as_world(self) -> World | None:
@@ -181,10 +183,12 @@ def _world(name: str | None, given: _Parts, stages: tuple[str, ...], scale: Reso
     from filterbench.harness.worlds import default_world
 
     source = default_world(scale.name, sources) if scale is not None else None
-    if source is None:
-        what = f"scale {scale.name!r} has no default world" if scale is not None else "no world given"
-        raise ConfigError(f"{what}: give --world NAME (see `filterbench world ls`) or --pool DIR")
-    return source.open(log)
+    if source is not None:
+        return source.open(log)
+    if given.cover(stages, tasklist_needed=False):
+        return given.as_world()
+    what = f"scale {scale.name!r} has no default world" if scale is not None else "no world given"
+    raise ConfigError(f"{what}: give --world NAME (see `filterbench world ls`) or --pool DIR")
 
 
 def _sources(plugins: Any, workdir: Path) -> dict:

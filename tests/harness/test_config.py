@@ -4,6 +4,7 @@ raw overrides), one override syntax on every command, records outside the packag
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -82,3 +83,18 @@ def test_bad_configurations_fail_before_any_work_in_one_line(tiny_pool, workdir,
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert message in result.output
     assert not (workdir / "scores").exists()
+
+
+def test_eval_sets_alone_suffice_where_the_scale_has_no_default_world(tmp_path):
+    """`eval TRAIN --evalsets DIR` for a model trained at `small`: DataComp's task list, no world to open."""
+    from filterbench.harness.config import ConfigError, resolve_run_config
+    from filterbench.harness.evaluation.api import load_tasklist, write_classification_evalset
+
+    evalsets = tmp_path / "evalsets"
+    for task in load_tasklist("datacomp_v1").tasks:
+        write_classification_evalset(evalsets / task.folder, [np.zeros((8, 8, 3), np.uint8)] * 2, [0, 1],
+                                     ["a", "b"], ["a {c}."], shard_size=2)
+    config = resolve_run_config(workdir=tmp_path, scale="small", evalsets=evalsets, stages=("eval",))
+    assert config.evalsets == evalsets and config.tasklist is None and config.world.pool is None
+    with pytest.raises(ConfigError, match="scale 'small' has no default world"):
+        resolve_run_config(workdir=tmp_path, scale="small", stages=("eval",))
