@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from filterbench.harness.atomic import write_bytes_atomic
 from filterbench.leaderboard.aggregate import (
     Entry,
     LeaderboardError,
@@ -225,9 +225,7 @@ def render_all(records_dir: str | Path | None, scale: str | None = None,
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def build_leaderboard(records_dir: str | Path | None = None, out_dir: str | Path | None = None,

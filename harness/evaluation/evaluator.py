@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Iterable
 
 import torch
 
+from filterbench.harness.atomic import write_bytes_atomic
 from filterbench.harness.errors import FilterbenchError
 from filterbench.harness.evaluation import evalsets
 from filterbench.harness.evaluation.aggregate import summarize
@@ -158,11 +157,7 @@ def write_summary(out_dir: str | Path, tasklist: TaskList) -> tuple[Path, dict[s
     out_dir = Path(out_dir)
     summary = summarize(out_dir / RESULTS_FILENAME, tasklist)
     path = out_dir / SUMMARY_FILENAME
-    fd, tmp = tempfile.mkstemp(prefix=".summary-", dir=out_dir)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return path, summary
 
 

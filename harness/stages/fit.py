@@ -34,12 +34,15 @@ def fit_inputs(scorer: Scorer, pool_key: str, dep_keys: list[str], seed: int) ->
 def run_fit(store: Store, pool: Pool, scorer: Scorer, pool_key: str, deps: list[Artifact], seed: int,
             plugin: dict | None = None) -> Artifact:
     """Fit ``scorer`` (reusing a completed fit with the same key) and return the fit artifact."""
+    store.consume(*deps)
     inputs = fit_inputs(scorer, pool_key, [d.key for d in deps], seed)
     key = store.key_for(inputs)
     done = store.get("fits", scorer.name, key)
     if done is not None:
         return done
     with store.build("fits", scorer.name, key, inputs) as building:
+        if building.done is not None:
+            return building.done
         state, checkpoints = building.dir / "state", building.dir / "checkpoints"
         state.mkdir(exist_ok=True)
         checkpoints.mkdir(exist_ok=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filterbench.harness.atomic import publish, temporary_path
 from filterbench.harness.contract import PoolBatch, Scorer, StageContext, input_prefixes
 from filterbench.harness.errors import PluginError
 from filterbench.harness.executor import run_units
@@ -66,6 +67,8 @@ def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: 
     # the fit is its own artifact (and its own compute), built before the score stage's meter starts
     fit = run_fit(store, pool, scorer, pool_artifact.key, deps, seed, plugin) if scorer.has_fit else None
     with store.build("scores", scorer.name, key, inputs) as building:
+        if building.done is not None:  # another command finished it while this one waited
+            return building.done
         job = _ShardJob(scorer, pool, building, seed, deps)
         if fit is not None:
             copy_state(fit, building.dir / "fit")
@@ -148,14 +151,12 @@ def _check_output(scorer: Scorer, result: Any, batch: PoolBatch) -> dict[str, np
 
 
 def _write_part(path, uids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     table = pa.table({"uid": pa.array(uids.astype(str), pa.string()),
                       **{c: pa.array(v, pa.float32()) for c, v in columns.items()}})
     pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def read_part_columns(artifact: Artifact, stem: str, prefix: str | None = None) -> dict[str, np.ndarray]:

@@ -100,6 +100,7 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
     if launcher == "inprocess" and nproc != 1:
         raise TrainError("the in-process launcher runs one process; use --launcher torchrun for --nproc > 1")
     selection = selection if isinstance(selection, Artifact) else store.find(selection, kind="selections")
+    store.consume(selection)
     scale_row, official = resolve_scale(scale, overrides)
     budget = feed_budget(scale_row.samples_seen, scale_row.segments, scale_row.batch_size, scale_row.workers)
     _check_budget(selection, scale_row)
@@ -116,6 +117,8 @@ def run_train(store: Store, selection: str | Artifact, scale: str | Scale = "nan
     context = {"selection": selection, "scale": scale_row, "official": official, "overrides": overrides or {},
                "seed": seed, "budget": budget, "world": world, "launcher": launcher}
     with store.build("train", label, key, inputs) as building:
+        if building.done is not None:
+            return building.done
         if not (building.dir / DONE_MARKER).exists():
             with _cost(building, "prepare"):
                 spec = _prepare(store, building, context, workers or min(4, os.cpu_count() or 1), count_fed,
@@ -163,6 +166,7 @@ def _prepare(store: Store, building: Building, ctx: dict, workers: int, count_fe
              stop_at_epoch: int | None, progress: bool) -> LaunchSpec:
     selection, budget = ctx["selection"], ctx["budget"]
     pool_artifact = store.find(selection.manifest["pool_key"], kind="pools")
+    store.consume(pool_artifact)
     pool_uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False)
     shards_dir = pool_shards_dir(pool_artifact)
     tars = resharder.index_pool(building, shards_dir, _parallel(workers, pool_uids.size), progress)
