@@ -48,3 +48,34 @@ def xs_world(tmp_path_factory):
     if prebuilt:
         return NanoWorld(Path(prebuilt))
     return build_world("xs", out=tmp_path_factory.mktemp("nano") / "xs", log=print)
+
+
+@pytest.fixture()
+def plugin_site(tmp_path, monkeypatch):
+    """An installer of out-of-tree plugins: ``install(dist, module, source)`` writes an importable module plus
+    a dist-info declaring it under the ``filterbench`` entry-point group, and forgets the process-wide plugin
+    set so that the next command loads it (and forgets it again afterwards).  ``install.path`` is the folder
+    (put it on PYTHONPATH for a subprocess)."""
+    import importlib
+    import textwrap
+
+    from filterbench.harness import manager
+
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+
+    def install(dist: str, module: str, source: str, entry_name: str | None = None) -> Path:
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[filterbench]\n{entry_name or module} = {module}\n")
+        importlib.invalidate_caches()
+        manager.reset_plugins()
+        return site
+
+    install.path = site
+    manager.reset_plugins()
+    yield install
+    manager.reset_plugins()

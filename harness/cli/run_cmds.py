@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import get_store, one_line_errors, parse_params, workdir_option
+from filterbench.harness.cli.common import COUNT, get_store, one_line_errors, parse_params, workdir_option
 
 NANO_SIZES = {"nano-xs": "xs", "nano": "default"}
 
@@ -14,14 +14,14 @@ NANO_SIZES = {"nano-xs": "xs", "nano": "default"}
 @click.command()
 @click.argument("recipes", nargs=-1, required=True)
 @click.option("--scale", "scale_name", default="nano-xs", show_default=True, help="Fixed budget (`ls scales`).")
-@click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0, 1, ...).")
+@click.option("--seeds", type=COUNT, default=1, show_default=True, help="Number of seeds (0, 1, ...).")
 @click.option("--pool", "pool_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Pool folder (default on nano scales: the nano world, built on first use).")
 @click.option("--until", type=click.Choice(["score", "sample", "train", "eval"]), default="eval", show_default=True)
 @click.option("--evalsets", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local eval sets in DataComp's layout (default on nano scales: the nano suite).")
 @click.option("--tasklist", default=None, help="Task list name or file (default: the nano list, or datacomp_v1).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Score workers.")
+@click.option("--workers", type=COUNT, default=1, show_default=True, help="Score workers.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KNOB=VALUE",
               help="Override a scale knob (marks the run unofficial).")
 @click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import (get_store, one_line_errors, params_option, parse_params, print_json,
-                                            workdir_option)
+from filterbench.harness.cli.common import (COUNT, SEED, get_store, one_line_errors, params_option, parse_params,
+                                            print_json, workdir_option)
 
 
 @click.command()
@@ -15,8 +15,8 @@ from filterbench.harness.cli.common import (get_store, one_line_errors, params_o
 @click.option("--pool", "pool_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Pool folder in DataComp layout (metadata/, shards/).")
 @params_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Score seed (fixes batch plans).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Score seed (fixes batch plans).")
+@click.option("--workers", type=COUNT, default=1, show_default=True, help="Local worker processes.")
 @workdir_option
 @one_line_errors
 def score(scorer_name: str, pool_dir: Path, params: tuple[str, ...], seed: int, workers: int,
@@ -47,10 +47,10 @@ def score(scorer_name: str, pool_dir: Path, params: tuple[str, ...], seed: int, 
               help="Score artifact (key, key prefix or folder); repeatable.")
 @params_option
 @click.option("--scale", default=None, help="Take the budget from this scale (default: pool-sized budget).")
-@click.option("--samples-seen", type=int, default=None, help="Override the budget (marks runs unofficial).")
+@click.option("--samples-seen", type=COUNT, default=None, help="Override the budget (marks runs unofficial).")
 @click.option("--pool", "pool_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Pool folder, for samplers that read no scores (e.g. random_fraction, all).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @workdir_option
 @one_line_errors
 def sample(sampler_name: str, score_refs: tuple[str, ...], params: tuple[str, ...], scale: str | None,
@@ -162,9 +162,9 @@ def pool_check(pool_dir: Path, deep: bool) -> None:
 
 @pool.command("fabricate")
 @click.argument("pool_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rows", type=int, default=2000, show_default=True)
-@click.option("--shards", type=int, default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--rows", type=COUNT, default=2000, show_default=True)
+@click.option("--shards", type=COUNT, default=2, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @one_line_errors
 def pool_fabricate(pool_dir: Path, rows: int, shards: int, seed: int) -> None:
     """Write a small random pool in DataComp's exact layout (for trying the tools; it carries no signal).

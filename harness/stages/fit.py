@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from filterbench.harness.contract import Scorer, ScoreColumns, StageContext
+from filterbench.harness.errors import plugin_call
 from filterbench.harness.pool import Pool
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.seeding import derive_rng
@@ -48,7 +49,7 @@ def run_fit(store: Store, pool: Pool, scorer: Scorer, pool_key: str, deps: list[
         checkpoints.mkdir(exist_ok=True)
         ctx = StageContext(rng=derive_rng(seed, "fit", scorer.name), seed=seed, state_dir=state,
                            checkpoint_dir=checkpoints, log=log, scores=score_columns(pool, deps))
-        with CostMeter() as cost:
+        with CostMeter() as cost, plugin_call("scorer", scorer.name, "in fit"):
             scorer.fit(pool, ctx)
         shutil.rmtree(checkpoints, ignore_errors=True)
         for path in sorted(p for p in state.rglob("*") if p.is_file()):

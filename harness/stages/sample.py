@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from filterbench.harness.contract import Budget, Sampler, ScoreTable
-from filterbench.harness.errors import PluginError, StoreError
+from filterbench.harness.errors import PluginError, StoreError, plugin_call
 from filterbench.harness.invariants import check_counts
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.provenance import CostMeter
@@ -132,7 +132,8 @@ def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], 
             with CostMeter() as cost:
                 table = load_score_table(score_artifacts, pool_artifact, scratch)
                 _check_columns(sampler, table)
-                counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
+                with plugin_call("sampler", sampler.name, f"on {len(table):,} uids"):
+                    counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
                 counts = check_counts(counts, sampler, budget)
                 _write_selection(building, counts, table.uids)
         finally:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from filterbench.harness.atomic import publish, temporary_path
 from filterbench.harness.contract import PoolBatch, Scorer, StageContext, input_prefixes
-from filterbench.harness.errors import PluginError
+from filterbench.harness.errors import PluginError, plugin_call
 from filterbench.harness.executor import run_units
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.pool import Pool, ShardInfo
@@ -86,7 +86,8 @@ def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
     scorer = job.scorer
     ctx = StageContext(rng=derive_rng(job.seed, "score", scorer.name, shard.stem), seed=job.seed,
                        state_dir=job.building.dir / "fit", log=log, shard_index=shard.offset)
-    scorer.setup(ctx)
+    with plugin_call("scorer", scorer.name, f"in setup on shard {shard.stem}"):
+        scorer.setup(ctx)
     batch = job.pool.batches(scorer.needs, shard)
     for dep, prefix in zip(job.deps, dep_prefixes(job.deps)):
         batch.scores.update(read_part_columns(dep, shard.stem, prefix))
@@ -106,7 +107,8 @@ def _score_in_batches(scorer: Scorer, batch: PoolBatch, ctx: StageContext) -> di
     pieces: dict[str, list[np.ndarray]] = {c: [] for c in outputs}
     for start in range(0, max(n, 1), step):
         piece = _slice(batch, start, min(n, start + step))
-        result = scorer.score_batch(piece, ctx)
+        with plugin_call("scorer", scorer.name, f"on shard {batch.shard}"):
+            result = scorer.score_batch(piece, ctx)
         for column, values in _check_output(scorer, result, piece).items():
             pieces[column].append(values)
     return {c: np.concatenate(v) if v else np.zeros(0, np.float32) for c, v in pieces.items()}

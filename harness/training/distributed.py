@@ -47,16 +47,39 @@ def run_command(command: list[str], log_path: Path, threads: int | None = 1) -> 
     """Run a launch command with the training environment; its output goes to ``log_path``.
 
     Raises:
-        TrainError: when it exits non-zero (the message carries the log's last lines).
+        TrainError: when it exits non-zero (one line: the log's path and last line).
     """
     env = {**os.environ, **training_env(threads)}
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
-        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        # its own process group, so that an interruption here stops torchrun *and* the ranks it started
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = process.wait()
+        except BaseException:
+            _stop_group(process)
+            raise
     if code != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-15:]
-        raise TrainError(f"training exited with status {code}; last lines of {log_path}:\n" + "\n".join(tail))
+        tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        raise TrainError(f"training exited with status {code}; see {log_path} (last line: "
+                         f"{tail[0].strip() if tail else '-'})")
+
+
+def _stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the launcher's process group (torchrun forwards it to its ranks), then SIGKILL what is left."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @dataclass
