@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import tarfile
+from pathlib import Path
+
 import numpy as np
 
 from filterbench.harness.contract import Needs
@@ -53,9 +57,79 @@ def _npz_keys(path) -> tuple[str, ...]:
         raise PoolError(f"{path}: unreadable or truncated npz ({type(exc).__name__}: {exc})") from None
 
 
-def check_tars(pool: Pool) -> int:
-    """Read every tar shard fully; returns the number of uids with images."""
-    return len(pool.tar_index())
+def check_tars(pool: Pool, uids: np.ndarray | None = None) -> int:
+    """Read every tar shard and check it against the metadata and its ``_stats.json``; returns the number of
+    uids with an image.
+
+    A tar cut at a member boundary reads as a valid, shorter archive (no error from ``tarfile``), and its
+    missing rows would then look like failed downloads.  So each tar must end with the end-of-archive marker,
+    hold as many samples as its ``_stats.json`` reports ``successes``, and hold only uids of the pool; and the
+    ``count`` of all ``_stats.json`` (rows attempted) must add up to the metadata's rows.
+
+    Raises:
+        PoolError: naming the tar shard (or the shards folder) and what does not match.
+    """
+    known = set(pairs_to_hex(uids if uids is not None else pool.all_uids()).tolist())
+    seen: set[str] = set()
+    attempted, all_stats = 0, True
+    for tar_path in sorted(pool.shards_dir.glob("*.tar")):
+        scan = scan_tar(tar_path)
+        stats = _tar_stats(tar_path)
+        if stats is None:
+            all_stats = False
+        else:
+            attempted += int(stats.get("count", 0))
+            if int(stats.get("successes", -1)) != len(scan):
+                raise PoolError(f"{tar_path}: {len(scan)} samples in the tar but {tar_path.stem}_stats.json reports "
+                                f"{stats.get('successes')} successes (truncated or replaced shard?)")
+        for uid in scan:
+            if uid.lower() not in known:
+                raise PoolError(f"{tar_path}: uid {uid} is in the tar but in no metadata parquet of the pool")
+            if uid in seen:
+                raise PoolError(f"{tar_path}: uid {uid} has an image in two samples")
+            seen.add(uid)
+    if all_stats and seen and attempted != len(known):
+        raise PoolError(f"{pool.shards_dir}: the tars' _stats.json files count {attempted:,} rows attempted but the "
+                        f"metadata has {len(known):,} rows (a missing or extra tar shard?)")
+    return len(seen)
+
+
+def scan_tar(path: Path) -> list[str]:
+    """The uids of a tar's samples (from their ``.json`` members), in order; refuses a truncated tar.
+
+    Raises:
+        PoolError: for an unreadable tar, a malformed ``.json`` member, or a missing end-of-archive marker.
+    """
+    uids: list[str] = []
+    try:
+        with open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(member).read())
+                    if isinstance(meta, dict) and "uid" in meta:
+                        uids.append(str(meta["uid"]))
+            end = tar.offset
+            handle.seek(end)
+            marker = handle.read(2 * tarfile.BLOCKSIZE)
+    except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise PoolError(f"{path}: unreadable tar shard ({type(exc).__name__}: {exc})") from None
+    if len(marker) < 2 * tarfile.BLOCKSIZE or any(marker):
+        raise PoolError(f"{path}: truncated tar shard (no end-of-archive marker after byte {end:,}; "
+                        f"{len(uids)} samples read)")
+    return uids
+
+
+def _tar_stats(tar_path: Path) -> dict | None:
+    path = tar_path.with_name(f"{tar_path.stem}_stats.json")
+    if not path.exists():
+        return None
+    try:
+        stats = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PoolError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(stats, dict):
+        raise PoolError(f"{path}: expected a JSON object")
+    return stats
 
 
 def check_pool(pool: Pool, needs: Needs | None = None, deep: bool = False) -> dict:
@@ -64,5 +138,5 @@ def check_pool(pool: Pool, needs: Needs | None = None, deep: bool = False) -> di
     check_sidecars(pool, needs if not deep else None)
     report = {"rows": int(len(uids)), "shards": len(pool.shards)}
     if deep and pool.shards_dir.is_dir():
-        report["images"] = check_tars(pool)
+        report["images"] = check_tars(pool, uids)
     return report
