@@ -69,6 +69,15 @@ def _tasklists_by_sha() -> dict[str, Path]:
 
 
 @lru_cache(maxsize=None)
+def known_tasklist(sha256: str):
+    """The :class:`~filterbench.harness.evaluation.tasklist.TaskList` whose file has this SHA-256, or None."""
+    from filterbench.harness.evaluation.tasklist import load_tasklist
+
+    path = _tasklists_by_sha().get(sha256)
+    return None if path is None else load_tasklist(path)
+
+
+@lru_cache(maxsize=None)
 def tasklist_tasks(sha256: str) -> dict[str, TaskInfo] | None:
     """Key -> :class:`TaskInfo` of the task list file with this SHA-256, or None when none is found."""
     from filterbench.harness.evaluation.tasklist import load_tasklist
