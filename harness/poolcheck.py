@@ -11,6 +11,7 @@ import numpy as np
 from filterbench.harness.contract import Needs
 from filterbench.harness.errors import PoolError
 from filterbench.harness.pool import Pool
+from filterbench.harness.tarcheck import IncompleteTar, read_complete_tar
 from filterbench.harness.uids import UID_DTYPE, pairs_to_hex
 
 
@@ -37,7 +38,14 @@ def _locate(pool: Pool, row: int) -> str:
 
 
 def check_sidecars(pool: Pool, needs: Needs | None = None) -> None:
-    """Check that npz sidecars exist where needed and that every array has the parquet's row count."""
+    """Check that npz sidecars exist where needed and that every array has the parquet's row count.
+
+    A sidecar without its parquet means a metadata shard went missing: the pool would silently be smaller.
+    """
+    stems = {s.stem for s in pool.shards}
+    for npz in sorted(pool.metadata_dir.glob("*.npz")):
+        if npz.stem not in stems:
+            raise PoolError(f"{npz.with_suffix('.parquet')}: missing (its sidecar {npz.name} is there)")
     for shard in pool.shards:
         if needs is not None and not needs.features:
             continue
@@ -70,6 +78,10 @@ def check_tars(pool: Pool, uids: np.ndarray | None = None) -> int:
         PoolError: naming the tar shard (or the shards folder) and what does not match.
     """
     known = set(pairs_to_hex(uids if uids is not None else pool.all_uids()).tolist())
+    for stats_path in sorted(pool.shards_dir.glob("*_stats.json")):
+        tar_path = stats_path.with_name(stats_path.name[: -len("_stats.json")] + ".tar")
+        if not tar_path.exists():
+            raise PoolError(f"{tar_path}: missing (its {stats_path.name} is there)")
     seen: set[str] = set()
     attempted, all_stats = 0, True
     for tar_path in sorted(pool.shards_dir.glob("*.tar")):
@@ -101,21 +113,19 @@ def scan_tar(path: Path) -> list[str]:
         PoolError: for an unreadable tar, a malformed ``.json`` member, or a missing end-of-archive marker.
     """
     uids: list[str] = []
+
+    def collect(tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        if member.isfile() and member.name.endswith(".json"):
+            meta = json.loads(tar.extractfile(member).read())
+            if isinstance(meta, dict) and "uid" in meta:
+                uids.append(str(meta["uid"]))
+
     try:
-        with open(path, "rb") as handle, tarfile.open(fileobj=handle, mode="r:") as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith(".json"):
-                    meta = json.loads(tar.extractfile(member).read())
-                    if isinstance(meta, dict) and "uid" in meta:
-                        uids.append(str(meta["uid"]))
-            end = tar.offset
-            handle.seek(end)
-            marker = handle.read(2 * tarfile.BLOCKSIZE)
+        read_complete_tar(path, collect)
+    except IncompleteTar as exc:
+        raise PoolError(f"{path}: {exc} ({len(uids)} samples)") from None
     except (tarfile.TarError, OSError, ValueError, UnicodeDecodeError) as exc:
         raise PoolError(f"{path}: unreadable tar shard ({type(exc).__name__}: {exc})") from None
-    if len(marker) < 2 * tarfile.BLOCKSIZE or any(marker):
-        raise PoolError(f"{path}: truncated tar shard (no end-of-archive marker after byte {end:,}; "
-                        f"{len(uids)} samples read)")
     return uids
 
 

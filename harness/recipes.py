@@ -122,10 +122,21 @@ def load_recipe(ref: str | Path) -> Recipe:
     scorers = tuple(_plugin_spec(path, f"scorers[{i}]", entry) for i, entry in enumerate(entries))
     sampler = _plugin_spec(path, "sampler", data["sampler"])
     resources, uses = _resources(path, data.get("resources"))
-    return Recipe(name=str(data["name"]), version=int(data["version"]), description=str(data.get("description", "")),
-                  citation=str(data.get("citation", "")), scorers=scorers, sampler=sampler,
-                  scales=tuple(data.get("scales") or ()), score_seed=int(data.get("score_seed", 0)), path=str(path),
-                  resources=resources, resources_uses=uses)
+    scales = data.get("scales") or []
+    if not isinstance(scales, list) or not all(isinstance(s, str) for s in scales):
+        raise RecipeError(f"{path}: scales must be a list of scale names, got {scales!r}")
+    return Recipe(name=str(data["name"]), version=_integer(path, data, "version"),
+                  description=str(data.get("description", "")), citation=str(data.get("citation", "")),
+                  scorers=scorers, sampler=sampler, scales=tuple(scales),
+                  score_seed=_integer(path, data, "score_seed", 0), path=str(path), resources=resources,
+                  resources_uses=uses)
+
+
+def _integer(path: Path, data: dict, key: str, default: int | None = None) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecipeError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+    return value
 
 
 def _check_keys(path: Path, what: str, data: dict, allowed: set[str] | frozenset[str]) -> None:

@@ -118,7 +118,11 @@ class Artifact:
             if not target.is_file():
                 raise StoreError(f"{target}: output listed in the manifest is missing; delete the folder "
                                  f"{self.path} to rebuild it")
-            if cached_digest(target) != meta.get("digest"):
+            try:
+                digest = cached_digest(target)
+            except OSError as exc:
+                raise StoreError(f"{target}: unreadable ({exc.strerror or exc})") from None
+            if digest != meta.get("digest"):
                 raise StoreError(f"{target}: digest differs from the manifest (modified after completion?); "
                                  f"delete the folder {self.path} to rebuild it")
 
@@ -128,7 +132,11 @@ class Artifact:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"{self.path / COMPLETE}: unreadable completion marker ({exc})") from None
         recorded = lines[1] if len(lines) > 1 else None
-        if recorded != cached_digest(self.path / MANIFEST):
+        try:
+            actual = cached_digest(self.path / MANIFEST)
+        except OSError as exc:
+            raise StoreError(f"{self.path / MANIFEST}: unreadable ({exc.strerror or exc})") from None
+        if recorded != actual:
             raise StoreError(f"{self.path / MANIFEST}: manifest differs from the digest in {COMPLETE} "
                              f"(edited after completion?); delete the folder {self.path} to rebuild it")
 

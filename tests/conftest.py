@@ -79,3 +79,42 @@ def plugin_site(tmp_path, monkeypatch):
     manager.reset_plugins()
     yield install
     manager.reset_plugins()
+
+
+@pytest.fixture(scope="session")
+def toy_eval(tmp_path_factory):
+    """A store holding one train artifact (a random-init micro ViT checkpoint), three toy classification eval
+    sets and a task list over them: the eval stage end to end in about a second.  Copy the store to use it.
+
+    Returns ``(store root, train key, eval sets folder, task list file)``.
+    """
+    import numpy as np
+    import open_clip
+    import torch
+
+    from filterbench.harness.evaluation import evalsets as ev
+    from filterbench.harness.store import Store
+    from filterbench.harness.training.models import register_model_configs
+
+    root = tmp_path_factory.mktemp("toy_eval")
+    register_model_configs()
+    store = Store(root / "store")
+    inputs = {"stage": "train", "fake": "random-init micro ViT"}
+    with store.build("train", "fake", store.key_for(inputs), inputs) as building:
+        torch.manual_seed(0)
+        model = open_clip.create_model("filterbench-micro-vit")
+        (building.dir / "checkpoints").mkdir()
+        torch.save({"state_dict": model.state_dict()}, building.dir / "checkpoints" / "epoch_latest.pt")
+        train = building.finish({"model": "filterbench-micro-vit", "checkpoint": "checkpoints/epoch_latest.pt"})
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(24)]
+    labels = [i % 3 for i in range(24)]
+    sets = root / "evalsets"
+    for task in ("toy-a", "toy-b", "toy-c"):
+        ev.write_classification_evalset(sets / f"wds_{task}_test", images, labels, ["red", "green", "blue"],
+                                        ["a photo of {c}."], shard_size=12)
+    tasklist = root / "toy_v1.yaml"
+    tasklist.write_text("format: filterbench-tasklist/1\nname: toy\nversion: 1\ntasks:\n"
+                        "  toy/a: {name: A}\n  toy/b: {name: B}\n  toy/c: {name: C}\n"
+                        "groups:\n  AB: [toy/a, toy/b]\naverage: {name: Average}\n")
+    return store.root, train.key, sets, tasklist

@@ -242,41 +242,17 @@ def test_a_killed_train_preparation_resumes_to_the_same_shards(train_prepare, tm
 
 
 @pytest.fixture()
-def eval_stage(tmp_path):
-    """A train artifact holding a random-init micro ViT checkpoint, two toy classification tasks."""
-    import open_clip
-    import torch
-
-    from filterbench.harness.evaluation import evalsets as ev
+def eval_stage(toy_eval):
+    """The eval stage on the toy store: a random-init micro ViT, three toy tasks."""
     from filterbench.harness.stages.evaluate import run_eval
-    from filterbench.harness.training.models import register_model_configs
 
-    register_model_configs()
-    base = Store(tmp_path / "base")
-    inputs = {"stage": "train", "fake": "random-init micro ViT"}
-    with base.build("train", "fake", base.key_for(inputs), inputs) as building:
-        torch.manual_seed(0)
-        model = open_clip.create_model("filterbench-micro-vit")
-        (building.dir / "checkpoints").mkdir()
-        torch.save({"state_dict": model.state_dict()}, building.dir / "checkpoints" / "epoch_latest.pt")
-        train = building.finish({"model": "filterbench-micro-vit", "checkpoint": "checkpoints/epoch_latest.pt"})
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(24)]
-    labels = [i % 3 for i in range(24)]
-    sets = tmp_path / "evalsets"
-    for task in ("toy-a", "toy-b", "toy-c"):
-        ev.write_classification_evalset(sets / f"wds_{task}_test", images, labels, ["red", "green", "blue"],
-                                        ["a photo of {c}."], shard_size=12)
-    tasklist = tmp_path / "toy_v1.yaml"
-    tasklist.write_text("format: filterbench-tasklist/1\nname: toy\nversion: 1\ntasks:\n"
-                        "  toy/a: {name: A}\n  toy/b: {name: B}\n  toy/c: {name: C}\n"
-                        "groups:\n  AB: [toy/a, toy/b]\naverage: {name: Average}\n")
+    base, train_key, sets, tasklist = toy_eval
 
     def prepare(store: Store) -> None:
-        shutil.copytree(base.root, store.root, ignore=shutil.ignore_patterns(".locks"))
+        shutil.copytree(base, store.root, ignore=shutil.ignore_patterns(".locks"))
 
     def run(store: Store) -> Path:
-        return run_eval(store, store.find(train.key, kind="train"), evalsets=sets, tasklist=tasklist).path
+        return run_eval(store, store.find(train_key, kind="train"), evalsets=sets, tasklist=tasklist).path
 
     return prepare, run
 

@@ -137,7 +137,7 @@ def test_deep_check_refuses_a_tar_truncated_on_a_member_boundary(tiny_pool, tmp_
     cut = _member_boundaries(tar)[-9]  # before the last samples' headers: a multiple of 512
     assert cut % 512 == 0
     tar.write_bytes(tar.read_bytes()[:cut])
-    with pytest.raises(PoolError, match=rf"{tar.name}: truncated tar shard \(no end-of-archive marker"):
+    with pytest.raises(PoolError, match=rf"{tar.name}: truncated tar \(no end-of-archive marker"):
         check_pool(Pool(pool.root), deep=True)
     result = CliRunner().invoke(cli, ["pool", "check", str(pool.root), "--deep"])
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith(f"error: {tar}: truncated")
