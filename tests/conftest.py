@@ -118,3 +118,12 @@ def toy_eval(tmp_path_factory):
                         "  toy/a: {name: A}\n  toy/b: {name: B}\n  toy/c: {name: C}\n"
                         "groups:\n  AB: [toy/a, toy/b]\naverage: {name: Average}\n")
     return store.root, train.key, sets, tasklist
+
+
+# property tests (hypothesis): derandomised, so a failure reproduces on every run and machine, and no example
+# database is written into the checkout
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("filterbench", derandomize=True, deadline=None, database=None,
+                                      max_examples=60, print_blob=True)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "filterbench"))
