@@ -67,10 +67,13 @@ class BuildLock:
                 delay = min(delay * 2, 1.0)
                 continue
             if _same_file(handle, self.path):
-                handle.seek(0)
-                handle.truncate()
-                handle.write(f"{os.getpid()}\n")
-                handle.flush()
+                try:  # the holder's pid, for a waiter's message (best effort: a full disk must not stop us)
+                    handle.seek(0)
+                    handle.truncate()
+                    handle.write(f"{os.getpid()}\n")
+                    handle.flush()
+                except OSError:
+                    pass
                 self._handle = handle
                 return self
             handle.close()  # the holder removed the file while we waited: lock the new one

@@ -141,12 +141,13 @@ class Artifact:
                              f"(edited after completion?); delete the folder {self.path} to rebuild it")
 
 
-#: what interrupted builds left behind, for the CLI's one-line message (most recent last)
+#: what builds that ended in an exception left behind, for the CLI's one-line message (most recent last)
 _INTERRUPTED: list[str] = []
 
 
 def interrupted_builds() -> list[str]:
-    """Descriptions of builds interrupted (Ctrl-C, SIGTERM) in this process: what was kept for the resume."""
+    """Descriptions of builds stopped in this process (Ctrl-C, SIGTERM, a full disk, an error): what was kept
+    for the resume."""
     return list(_INTERRUPTED)
 
 
@@ -179,7 +180,7 @@ class Building:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if exc_type is not None and not issubclass(exc_type, Exception) and self.dir.is_dir():
+            if exc_type is not None and self.done is None and self.dir.is_dir():
                 units = len(list((self.dir / "units").glob("*.json")))
                 _INTERRUPTED.append(f"kept {units} finished unit(s) of {self.kind}/{self.final.name} in "
                                     f"{self.dir}")

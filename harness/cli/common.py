@@ -87,6 +87,7 @@ def one_line_errors(func: Callable) -> Callable:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = len(interrupted_builds())  # report the builds this command stopped, not earlier ones (tests)
         try:
             return func(*args, **kwargs)
         except FilterbenchError as exc:
@@ -94,17 +95,33 @@ def one_line_errors(func: Callable) -> Callable:
                 raise
             click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            if _debug() or not _no_space(exc):
+                raise
+            kept = interrupted_builds()[before:]
+            what = "; ".join(kept) if kept else "nothing was being built"
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            click.echo(f"error: {where}no space left on device ({what}); free space and rerun the same command "
+                       "to resume", err=True)
+            sys.exit(2)
         except KeyboardInterrupt as exc:
             if _debug():
                 raise
             signum = getattr(exc, "signum", signal.SIGINT)
-            kept = interrupted_builds()
+            kept = interrupted_builds()[before:]
             what = "; ".join(kept) if kept else "no stage was building"
             click.echo(f"interrupted ({signal.Signals(signum).name}): {what}; rerun the same command to resume",
                        err=True)
             sys.exit(128 + signum)
 
     return wrapper
+
+
+def _no_space(exc: OSError) -> bool:
+    """ENOSPC or EDQUOT, also from libraries (pyarrow) that give no errno, only the C library's message."""
+    import errno
+
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
 
 
 def one_line(message: str) -> str:
