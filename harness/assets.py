@@ -188,6 +188,11 @@ def load_model(ref: ModelRef, device: str = "cpu"):
         if "not found" in str(exc).lower() or "unknown model" in str(exc).lower():
             raise AssetError(f"open_clip knows no model {ref.arch!r} ({exc})") from None
         raise AssetError(f"{ref.checkpoint}: cannot load into {ref.arch!r} ({exc})") from None
+    except Exception as exc:  # a truncated or foreign file fails inside torch.load with anything
+        if ref.checkpoint is None:
+            raise
+        raise AssetError(f"{ref.checkpoint}: cannot load into {ref.arch!r} "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     finally:
         logging.getLogger().removeFilter(quiet)
     return model, train_pre, eval_pre, open_clip.get_tokenizer(ref.arch)

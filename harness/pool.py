@@ -64,6 +64,7 @@ class Pool:
         self.shards = self._index(parquets)
         self.size = sum(s.rows for s in self.shards)
         self._tar_index: dict[str, tuple[str, str]] | None = None
+        self._samples = None
 
     @staticmethod
     def _index(parquets: list[Path]) -> list[ShardInfo]:
@@ -136,9 +137,19 @@ class Pool:
         hex_to_pairs(uid_strings, where=str(shard.parquet))  # validates every uid of the shard
         batch = PoolBatch(shard=shard.stem, uids=uid_strings, metadata=meta,
                           features=self.read_features(shard, needs.features))
-        if needs.images:
-            batch.images = self.read_images(uid_strings)
+        if needs.images:  # read and decoded on access, batch by batch
+            from filterbench.harness.samples import LazyImages
+
+            batch.images = LazyImages(self.samples(), shard.offset + np.arange(shard.rows), uid_strings, shard.stem)
         return batch
+
+    def samples(self):
+        """The pool's :class:`~filterbench.harness.samples.PoolSamples` (every tar indexed once per object)."""
+        if self._samples is None:
+            from filterbench.harness.samples import PoolSamples
+
+            self._samples = PoolSamples(self)
+        return self._samples
 
     # -- images ------------------------------------------------------------------------------------------------
     def tar_index(self) -> dict[str, tuple[str, str]]:

@@ -67,20 +67,84 @@ class PoolSamples:
         missing = rows[~self.available[rows]]
         if missing.size:
             raise PoolError(f"pool row {int(missing[0])} has no image and caption in the tar shards")
+        images, texts = self._files(rows, with_text=True)
+        return images, [t.decode("utf-8", "replace") for t in texts]
+
+    def image_bytes(self, rows: np.ndarray) -> list[bytes]:
+        """Encoded image bytes of each row (rows must have an image: see ``available``)."""
+        return self._files(np.asarray(rows, dtype=np.int64), with_text=False)[0]
+
+    def where(self, row: int) -> str:
+        """The tar file holding a row's sample (for error messages)."""
+        s = int(self.table.sample[row])
+        return str(self.table.tars[int(self.table.tar_of[s])]) if s >= 0 else "(no tar)"
+
+    def _files(self, rows: np.ndarray, with_text: bool) -> tuple[list[bytes], list[bytes]]:
         images: list[bytes] = [b""] * len(rows)
-        texts: list[str] = [""] * len(rows)
+        texts: list[bytes] = [b""] * len(rows)
         fds: dict[int, int] = {}
         try:
             for i, row in enumerate(rows.tolist()):
                 for tar, ext, offset, size in self.table.files_of(row):
                     if ext in IMAGE_EXTS and not images[i]:
                         images[i] = _pread(fds, self.table.tars, tar, offset, size)
-                    elif ext == TEXT_EXT:
-                        texts[i] = _pread(fds, self.table.tars, tar, offset, size).decode("utf-8", "replace")
+                    elif with_text and ext == TEXT_EXT:
+                        texts[i] = _pread(fds, self.table.tars, tar, offset, size)
         finally:
             for fd in fds.values():
                 os.close(fd)
         return images, texts
+
+
+class LazyImages:
+    """The images of some pool rows, read and decoded only when asked for: what ``PoolBatch.images`` holds.
+
+    It behaves like a list of RGB PIL images with ``None`` where the pool has no image (a failed download):
+    ``len``, indexing, iteration and slicing (a slice is again lazy).  Scorers that embed images in bulk use
+    ``available`` and :meth:`encoded` instead, so that nothing is decoded twice and a shard's images are never
+    all in memory at once.
+
+    Args:
+        samples: the pool's :class:`PoolSamples`.
+        rows: pool rows (pool order positions), one per item.
+        uids: the rows' uids, for error messages.
+        shard: the metadata shard's stem, for error messages.
+    """
+
+    def __init__(self, samples: PoolSamples, rows: np.ndarray, uids: np.ndarray, shard: str):
+        self.samples, self.rows, self.uids, self.shard = samples, np.asarray(rows, np.int64), uids, shard
+        self.available = samples.available[self.rows] if self.rows.size else np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return LazyImages(self.samples, self.rows[item], self.uids[item], self.shard)
+        return self.decoded([int(np.arange(len(self))[item])])[0]
+
+    def __iter__(self):
+        return iter(self.decoded(range(len(self))))
+
+    def encoded(self, positions) -> list[bytes | None]:
+        """Encoded bytes of the items at ``positions`` (None where there is no image)."""
+        positions = np.asarray(list(positions), dtype=np.int64)
+        out: list[bytes | None] = [None] * len(positions)
+        have = np.flatnonzero(self.available[positions]) if positions.size else positions
+        for i, data in zip(have.tolist(), self.samples.image_bytes(self.rows[positions[have]])):
+            out[i] = data
+        return out
+
+    def describe(self, position: int) -> str:
+        """Where an item's image lives: tar, uid and metadata shard (for one-line errors)."""
+        return (f"{self.samples.where(int(self.rows[position]))}: uid {self.uids[position]} "
+                f"(metadata shard {self.shard})")
+
+    def decoded(self, positions) -> list:
+        """RGB PIL images of the items at ``positions`` (None where there is no image)."""
+        positions = list(positions)
+        return [None if data is None else decode_image(data, self.describe(p))
+                for p, data in zip(positions, self.encoded(positions))]
 
 
 class LabelledSamples:

@@ -17,6 +17,8 @@ Card
                 rule, made deterministic) or ``datacomp`` (``t = sorted_desc[int(base*f)]``, keep ``>= t``:
                 one more plus ties, DataComp's ``get_threshold``).
         NaN scores never pass a step.  When a step asks for more rows than survive, all survivors pass.
+    ``union`` (same module): the uids that pass *any* of its ``members`` (steps of the same form, each applied
+        to the whole pool), e.g. the union of HYPE's and DFN's top 15%.
     Checks: tests/plugins/test_chain_sampler.py (against direct numpy computations of each rule).
     Versions: 1 - first release.
 """
@@ -98,6 +100,32 @@ class ChainSampler(Sampler):
         return alive.astype(np.uint32)
 
 
+class UnionSampler(Sampler):
+    """Keep a uid when any of ``members`` keeps it; each member is a step applied to the whole pool.
+
+    The union of several methods' selections ("HYPE ∪ DFN": each method's own top fraction of the pool, then
+    every uid that either keeps).  NaN never passes a member.
+    """
+
+    name = "union"
+    version = 1
+    mode = "subset"
+
+    class Params(Params):
+        members: tuple[Step, ...] = pydantic.Field(min_length=1)
+
+    def score_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(member.column for member in self.params.members))
+
+    def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
+        everyone = np.ones(len(scores), dtype=bool)
+        kept = np.zeros(len(scores), dtype=bool)
+        for member in self.params.members:
+            kept |= apply_step(member, scores.column(member.column), scores.uids, everyone)
+        return kept.astype(np.uint32)
+
+
 @hookimpl
 def register_samplers(register):
     register(ChainSampler)
+    register(UnionSampler)

@@ -47,7 +47,9 @@ def test_every_hook_is_documented():
     from filterbench.harness import hookspecs
 
     reference = (ROOT / "docs" / "plugin-hooks.md").read_text()
-    for name in ("register_scorers", "register_samplers", "register_commands", "stage_finished"):
+    names = [n for n in dir(hookspecs) if hasattr(getattr(hookspecs, n), "filterbench_spec")]
+    assert {"register_scorers", "register_samplers", "register_model_configs", "stage_finished"} <= set(names)
+    for name in names:
         spec = getattr(hookspecs, name)
         assert spec.__doc__ and "Args:" in spec.__doc__ and "Returns:" in spec.__doc__
         assert f"## `{name}" in reference
@@ -59,3 +61,20 @@ def test_ci_runs_exactly_the_readme_test_command():
     test_command = next(c for c in commands if "pytest" in c)
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci.splitlines()
+
+
+def test_method_docs_recipe_examples_validate(tmp_path):
+    """Every ```yaml block of docs/methods/*.md that is a whole recipe (``version:``, ``sampler:``) validates."""
+    from filterbench.harness.recipes import BASELINES_DIR, check_recipe, load_recipe
+
+    found = 0
+    for doc in sorted((ROOT / "docs" / "methods").glob("*.md")):
+        for lang, _, body in _blocks(f"methods/{doc.name}"):
+            if lang == "yaml" and "sampler:" in body and "version:" in body:
+                path = tmp_path / f"{doc.stem}-{found}.yaml"
+                path.write_text(body.replace("/path/to/filterbench/baselines", str(BASELINES_DIR)))
+                resolved = check_recipe(load_recipe(path))
+                assert resolved["recipe"]["name"] and resolved["scales"], doc.name
+                found += 1
+    assert found >= 1
+

@@ -74,6 +74,8 @@ def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: 
             copy_state(fit, building.dir / "fit")
         with CostMeter() as cost:
             todo = [s for s in pool.shards if building.unit_done(s.stem) is None]
+            if scorer.needs.images and todo:
+                pool.samples()  # index the tars once, before the workers fork
             # forked workers are joined before the meter stops, so their CPU time is in RUSAGE_CHILDREN
             run_units(lambda shard: _score_shard(job, shard), todo, workers, f"score {scorer.name}", progress)
         return _finish(job, pool_artifact.key, fit, cost, plugin)
@@ -143,13 +145,23 @@ def _check_output(scorer: Scorer, result: Any, batch: PoolBatch) -> dict[str, np
         values = values.astype(np.float32)
         bad = ~np.isfinite(values)
         if scorer.needs.images and batch.images is not None:
-            bad &= np.array([img is not None for img in batch.images], dtype=bool)  # no image -> NaN allowed
+            bad &= has_image(batch.images)  # no image (a failed download) -> NaN allowed
+        for consumed in batch.scores.values():
+            bad &= np.isfinite(consumed)  # NaN in a consumed column (no image) may propagate
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise PluginError(f"scorer {scorer.name!r} column {column!r} is not finite ({values[row]}) for uid "
                               f"{batch.uids[row]} on shard {batch.shard}")
         checked[column] = values
     return checked
+
+
+def has_image(images) -> np.ndarray:
+    """Which rows of ``PoolBatch.images`` have an image, without decoding any (lazy images know it)."""
+    available = getattr(images, "available", None)
+    if available is not None:
+        return np.asarray(available, dtype=bool)
+    return np.array([img is not None for img in images], dtype=bool)
 
 
 def _write_part(path, uids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
@@ -185,8 +197,30 @@ def _column_stats(values: np.ndarray) -> dict:
             "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
 
 
+def unit_totals(building: Building, pool: Pool) -> dict[str, float]:
+    """The numbers scorers recorded per shard (``ctx.stat``), summed over shards, with each shard's CPU
+    seconds as ``unit_cpu_s`` (pixel scorers: images, missing images, decode and model seconds)."""
+    totals: dict[str, float] = {}
+    for shard in pool.shards:
+        record = building.unit_done(shard.stem) or {}
+        for name, value in {**record.get("stats", {}), "unit_cpu_s": record.get("cpu_s", 0.0)}.items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return {k: round(v, 3) for k, v in totals.items()}
+
+
+def _throughput(totals: dict[str, float], cost: CostMeter) -> dict:
+    """Images per second of the stage's wall time, when the scorer embedded images itself."""
+    if not totals.get("images"):
+        return {}
+    return {"throughput": {"images": int(totals["images"]),
+                           "missing_images": int(totals.get("missing_images", 0)),
+                           "images_per_s": round(totals["images"] / max(cost.wall_s, 1e-9), 1)}}
+
+
 def _finish(job: _ShardJob, pool_key: str, fit: Artifact | None, cost: CostMeter, plugin: dict) -> Artifact:
     building, pool = job.building, job.pool
+    totals = unit_totals(building, pool)
+    cost.used_gpu = cost.used_gpu or totals.get("gpu_s", 0.0) > 0
     columns = job.scorer.output_columns()
     values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     for shard in pool.shards:
@@ -204,5 +238,6 @@ def _finish(job: _ShardJob, pool_key: str, fit: Artifact | None, cost: CostMeter
     return building.finish({"pool_key": pool_key, "columns": list(columns), "rows": pool.size,
                             "parts": [s.stem for s in pool.shards], "stats": stats,
                             "fit_stats": fit.manifest.get("stats", {}) if fit is not None else {}, **fit_ref,
-                            "cost": cost.as_dict(), "requires": [d.key for d in job.deps],
+                            "cost": cost.as_dict(), "unit_stats": totals, **_throughput(totals, cost),
+                            "requires": [d.key for d in job.deps],
                             "plugin": {"name": job.scorer.name, "version": job.scorer.version, **plugin}})

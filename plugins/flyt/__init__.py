@@ -4,7 +4,8 @@ Modules: :mod:`.loss` (weighted CLIP loss, downstream losses), :mod:`.adamw` (th
 Jacobian), :mod:`.bilevel` (one step's hypergradient), :mod:`.dist` (global-batch semantics over ranks),
 :mod:`.data` (seeded per-step batches), :mod:`.heads` (scoring models, released checkpoints), :mod:`.trainer`
 (the loop, checkpoints), :mod:`.fitting` (the fit stage), :mod:`.scorers` (the plugin classes), :mod:`.worker`
-(a torchrun rank).  docs/methods/flyt.md describes the method, the choices and the nano results.
+(a torchrun rank), :mod:`.probe` (``filterbench flyt-probe``: what the objective prefers on a pool).
+docs/methods/flyt.md describes the method, the choices and the nano results.
 """
 
 from __future__ import annotations
@@ -18,3 +19,11 @@ def register_scorers(register):
 
     register(FlytScorer)
     register(MFlytScorer)
+
+
+@hookimpl
+def register_commands(cli):
+    from filterbench.plugins.flyt.probe import probe_group
+
+    cli.add_command(probe_group)
+

@@ -52,7 +52,10 @@ def _prepare(scorer, pool, ctx: StageContext, kind: str, meta: dict):
     from filterbench.plugins.flyt.trainer import FitSpec
 
     p, work = scorer.params, ctx.checkpoint_dir
-    rows = np.flatnonzero(PoolSamples(pool).available)
+    usable = PoolSamples(pool).available
+    if kind == "mflyt":  # rows with a missing input (NaN from an image scorer) cannot be mixed
+        usable &= np.all([np.isfinite(ctx.scores.column(c)) for c in meta["columns"]], axis=0)
+    rows = np.flatnonzero(usable)
     if p.fit_rows is not None and p.fit_rows < len(rows):
         rows = np.sort(ctx.rng.choice(rows, size=p.fit_rows, replace=False))
     if len(rows) < 2:
@@ -90,8 +93,9 @@ def _standardisation(scorer, ctx: StageContext) -> dict:
     mean, std = [], []
     for name in columns:
         values = ctx.scores.column(name).astype(np.float64)
-        mean.append(float(values.mean()))
-        std.append(float(values.std()))
+        values = values[np.isfinite(values)]  # image scorers leave rows without an image NaN
+        mean.append(float(values.mean()) if values.size else 0.0)
+        std.append(float(values.std()) if values.size else 0.0)
         if not std[-1] > 0:
             raise PluginError(f"scorer 'm_flyt': input column {name} is constant over the pool; it cannot be "
                               "standardised (drop it from the inputs)")

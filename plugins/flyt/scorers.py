@@ -16,6 +16,8 @@ Card
     ``m_flyt``: a linear model over k score columns of other scorers, each standardised over the pool
         (z = (x - pool mean) / pool std; FLYT's code has no standardisation, its inputs came pre-standardised,
         with statistics the paper does not give).  Its learned weights are recorded as fit stats.
+    Missing inputs: a row with a NaN input (an image scorer's row without an image) gets ``MISSING_SCORE``
+        (-1e9: last in a ranking, weight 0 in a sampler) and is never a training row.
     Released checkpoints (real scale): ``released`` points to ``flyt.pt`` (head loaded from its
         ``glu_model.*`` weights; the base's GELU/QuickGELU mismatch is warned about) or ``mflyt.pt``
         (``layers.0.*``, inputs listed in the released order, see ``heads.RELEASED_MFLYT_INPUTS``); no fit.
@@ -42,6 +44,10 @@ import pydantic
 
 from filterbench.harness.contract import Needs, Params, PoolBatch, ScoreInput, Scorer, StageContext, input_prefixes
 from filterbench.harness.errors import PluginError
+
+
+#: the score of a row for which an input column is NaN (an image scorer's row without an image)
+MISSING_SCORE = -1e9
 
 
 class TrainingParams(Params):
@@ -98,8 +104,12 @@ class _LearnedScorer(Scorer):
         import torch
 
         self.setup(ctx)
+        inputs = self.model_inputs(batch)
+        missing = ~np.isfinite(inputs).all(axis=1)
         with torch.no_grad():
-            return self._model(torch.from_numpy(self.model_inputs(batch))).numpy().astype(np.float32)
+            scores = self._model(torch.from_numpy(np.where(missing[:, None], 0.0, inputs))).numpy()
+        # a row an input could not score (no image) ranks last and has weight exp(-1e9) = 0 in a sampler
+        return np.where(missing, MISSING_SCORE, scores).astype(np.float32)
 
     def model_inputs(self, batch: PoolBatch) -> np.ndarray:
         raise NotImplementedError

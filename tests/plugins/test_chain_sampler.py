@@ -142,3 +142,20 @@ def test_negcliploss_normsim_recipe_end_to_end(pool, tmp_path):
     ncl, ns = scores.columns["negcliploss.score"], scores.columns["normsim.norm_inf"]
     expected = top(ns, int(0.2 * 200), top(ncl, int(0.3 * 200), np.ones(200, bool)))
     np.testing.assert_array_equal(counts, expected)
+
+
+def test_union_keeps_what_any_member_keeps_each_over_the_whole_pool():
+    from filterbench.plugins.chain_sampler import UnionSampler
+
+    scores = table(1000, seed=4)
+    scores.columns["b.score"][[3, 7]] = np.nan  # NaN never passes a member
+    sampler = UnionSampler(members=[{"column": "a.score", "fraction": 0.15}, {"column": "b.score", "fraction": 0.1},
+                                    {"column": "b.score", "threshold": 2.5}])
+    counts = sampler(scores, Budget(1000, 1, 1000), 0)
+    everyone = np.ones(1000, bool)
+    a, b = scores.column("a.score"), scores.column("b.score")
+    expected = top(a, 150, everyone) | top(np.nan_to_num(b, nan=-np.inf), 100, everyone) | (b >= 2.5)
+    assert counts.tolist() == expected.astype(np.uint32).tolist()
+    assert counts.sum() < 250 and counts[[3, 7]].tolist() == [int(expected[3]), int(expected[7])]
+    assert sampler.score_columns() == ("a.score", "b.score")
+    check_sampler(sampler, columns=["a.score", "b.score"])

@@ -184,3 +184,42 @@ def test_a_released_checkpoint_of_the_wrong_shape_fails_in_one_line(tiny_pool, t
     with pytest.raises(PluginError, match="do not fit 2 inputs"):
         run_score(Store(tmp_path / "w"), Pool(tiny_pool),
                   get_scorer("m_flyt", inputs=MIX, released=str(tmp_path / "mflyt.pt")), progress=False)
+
+
+def _nan_plugin():
+    import sys
+    import types
+
+    from filterbench.harness.contract import Needs, Scorer
+    from filterbench.harness.hookspecs import hookimpl
+
+    class ImageOrNan(Scorer):
+        name = "image_or_nan"
+        needs = Needs(metadata=("clip_b32_similarity_score",), images=True)
+
+        def score_batch(self, batch, ctx):
+            values = batch.metadata["clip_b32_similarity_score"].astype(np.float32)
+            return np.where([image is None for image in batch.images], np.nan, -values)
+
+    module = types.ModuleType("image_or_nan_plugin")
+    module.register_scorers = hookimpl(lambda register: register(ImageOrNan))
+    sys.modules[module.__name__] = module
+    return module
+
+
+def test_m_flyt_gives_rows_with_a_missing_input_the_missing_score(micro_world, tmp_path):
+    from filterbench.harness.manager import Plugins
+    from filterbench.plugins.flyt.scorers import MISSING_SCORE
+
+    plugins = Plugins(extra=(("image_or_nan", _nan_plugin()),))
+    inputs = [MIX[0], {"scorer": "image_or_nan"}]
+    scorer = plugins.scorer_class("m_flyt")(inputs=inputs, steps=2, up_batch=16, down_batch=12, warmup=1,
+                                            checkpoint_every=2)
+    pool = Pool(micro_world / "pool")
+    artifact = run_score(Store(tmp_path), pool, scorer, plugins=plugins, progress=False)
+    from filterbench.harness.samples import PoolSamples
+
+    missing = ~PoolSamples(pool).available
+    scores = _scores(artifact)
+    assert missing.any() and np.all(scores[missing] == np.float32(MISSING_SCORE))
+    assert np.all(scores[~missing] > -1e3) and np.isfinite(artifact.manifest["fit_stats"]["weight:image_or_nan.score"])
