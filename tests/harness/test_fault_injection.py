@@ -100,6 +100,9 @@ def fingerprint(folder: Path, root: Path) -> dict:
             manifest = {k: v for k, v in json.loads(data).items() if k not in VOLATILE}
             if isinstance(manifest.get("fit"), dict):
                 manifest["fit"] = {k: v for k, v in manifest["fit"].items() if k not in VOLATILE}
+            for section in ("unit_stats", "throughput"):  # measured seconds and rates beside counts
+                if isinstance(manifest.get(section), dict):
+                    manifest[section] = {k: v for k, v in manifest[section].items() if not _timing(k)}
             data = json.dumps(manifest, sort_keys=True).encode()
         elif name == COMPLETE:
             data = data.split(b"\n")[0]  # the key; the manifest digest covers volatile fields
@@ -107,6 +110,11 @@ def fingerprint(folder: Path, root: Path) -> dict:
             continue  # each attempt's cost, appended; a partial folder's resume state (completion removes it)
         prints[name] = data.replace(str(root).encode(), b"<store>")
     return prints
+
+
+def _timing(name: str) -> bool:
+    """``unit_cpu_s``, ``decode_s``, ``images_per_s``: how fast, not what was computed."""
+    return name.endswith("_s")
 
 
 def _bookkeeping(name: str) -> bool:

@@ -53,7 +53,7 @@ def test_a_killed_fit_resumes_from_its_checkpoint_to_the_same_weights(micro_worl
         return original(self, phase, optimizer, step)
 
     monkeypatch.setattr(_cliptrain.Trainer, "_step", dying)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(PluginError, match="scorer 'dfn' failed in fit: RuntimeError: killed"):
         run_score(Store(tmp_path / "killed"), pool, DfnScorer(**FAST), progress=False)
     partial = next((tmp_path / "killed" / "fits").glob(".partial-*"))
     assert torch.load(partial / "checkpoints" / "latest.pt", weights_only=False)["step"] == 5
