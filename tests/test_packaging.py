@@ -58,18 +58,9 @@ def test_installed_wheel_runs_its_console_script(wheel, tmp_path):
     assert "top_fraction" in listed.stdout, listed.stderr
 
 
-def _readme_test_command() -> str:
-    text = (ROOT / "README.md").read_text()
-    block = text.split("Run the tests (this is exactly what `.ci/run` runs):", 1)[1]
-    return block.split("```bash\n", 1)[1].split("\n```", 1)[0].strip()
-
-
-def test_ci_runs_exactly_the_readme_test_command():
-    assert _readme_test_command() in (ROOT / ".ci" / "run").read_text().splitlines()
-
-
 def test_ci_fails_when_a_system_package_cannot_be_installed(tmp_path):
-    """A missing chromium or WordNet must fail CI in one clear line, not turn the tests that need them into skips."""
+    """A missing chromium or WordNet must fail CI in one clear line, not turn the tests that need them into skips
+    (tests/test_docs.py checks that .ci/run runs exactly the README's test command)."""
     checkout = tmp_path / "checkout"
     (checkout / ".ci").mkdir(parents=True)
     (checkout / ".ci" / "run").write_bytes((ROOT / ".ci" / "run").read_bytes())
