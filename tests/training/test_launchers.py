@@ -136,6 +136,52 @@ def test_an_interrupted_launch_stops_the_launcher_and_every_process_it_started(t
     assert not alive, "a process the launcher started outlived the interrupted stage"
 
 
+TORCHRUN_LIKE = """
+import signal, subprocess, sys, time
+children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
+def forward(signum, frame):  # what torchrun does with SIGTERM: stop its ranks, then exit
+    for child in children:
+        child.terminate()
+    sys.exit(143)
+signal.signal(signal.SIGTERM, forward)
+open(sys.argv[1], "w").write(" ".join(str(c.pid) for c in children))
+time.sleep(120)
+"""
+
+HOLDER = """
+import sys
+from filterbench.harness.training.distributed import run_in_group
+with open(sys.argv[3], "ab") as log:
+    run_in_group([sys.executable, "-c", sys.argv[1], sys.argv[2]], {}, log)
+"""
+
+
+def test_a_launch_whose_harness_process_is_killed_outright_stops_too(tmp_path):
+    """SIGKILL runs no cleanup code in the harness: the launched group leader must learn of it from Linux
+    (PR_SET_PDEATHSIG) and stop its ranks itself, as torchrun does on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, TORCHRUN_LIKE, str(pids), str(tmp_path / "log")])
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and pids.read_text().strip()):
+        assert holder.poll() is None and time.monotonic() < deadline, "the launch never started"
+        time.sleep(0.1)
+    holder.kill()
+    holder.wait()
+    children = [int(pid) for pid in pids.read_text().split()]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in children):
+        time.sleep(0.1)
+    alive = [pid for pid in children if not _gone(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "a rank outlived the killed harness process"
+
+
 def _gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in ("Z", "X")
