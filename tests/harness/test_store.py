@@ -231,6 +231,25 @@ def test_a_kill_after_completion_but_before_the_rename_is_finished_by_the_next_b
     _no_leftovers(store)
 
 
+def test_a_completed_partial_folder_damaged_before_its_rename_is_rebuilt_not_reused(workdir):
+    """Mutant 'a partial folder with _COMPLETE is renamed into place unverified': a kill between completion and
+    rename leaves a finished-looking partial folder; if a file in it was damaged meanwhile, the next builder
+    must build again, not publish the damaged file."""
+    store = Store(workdir)
+    child = FORK.Process(target=lambda: (_arm_kill_at("complete, not yet renamed"), _build(store, "late")))
+    child.start()
+    child.join(30)
+    assert child.exitcode == -9
+    (partial,) = workdir.glob("selections/.partial-late-*")
+    (partial / "out.txt").write_text("damaged")
+    result = _build(store, "late")
+    assert result.startswith("built "), result
+    artifact = store.find(result.split()[1])
+    artifact.verify()
+    assert (artifact.path / "out.txt").read_text() == "late"
+    _no_leftovers(store)
+
+
 def _arm_kill_at(name: str) -> None:
     original = faults.point
 
