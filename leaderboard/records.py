@@ -153,16 +153,17 @@ def check_groups(record: Record) -> None:
         RecordError: naming the file and the first group (or the missing tasks) that do not match.
     """
     from filterbench.harness.evaluation.aggregate import AGGREGATION_VERSION, headline_from_metrics
-    from filterbench.leaderboard.declarations import TASKLIST_DIRS, known_tasklist
+    from filterbench.leaderboard.declarations import known_tasklist, tasklist_dirs
 
     if record.aggregation_version != AGGREGATION_VERSION:
         raise RecordError(f"{record.source}: aggregation_version {record.aggregation_version} is not this harness's "
                           f"({AGGREGATION_VERSION}); its groups cannot be recomputed")
     tasklist = known_tasklist(record.tasklist.sha256)
     if tasklist is None:
-        folders = ", ".join(str(d) for d in TASKLIST_DIRS)
+        folders = ", ".join(str(d) for d in tasklist_dirs())
         raise RecordError(f"{record.source}: task list {record.tasklist.name!r} (sha256 "
-                          f"{record.tasklist.sha256[:12]}...) is in none of {folders}; its groups cannot be checked")
+                          f"{record.tasklist.sha256[:12]}...) is in none of {folders}; its groups cannot be checked "
+                          "(add its folder with --tasklists)")
     groups, missing = headline_from_metrics(tasklist, record.metrics)
     if record.average_group != tasklist.average_name or set(groups) != set(record.groups):
         raise RecordError(f"{record.source}: groups {sorted(record.groups)} (average {record.average_group!r}) are not "

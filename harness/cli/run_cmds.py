@@ -119,8 +119,11 @@ def _finish(results, ctx) -> None:
     if ctx.until != "eval" or last is None:
         click.echo(str(last.selection.path if last and last.selection else ctx.store.root))
         return
+    from filterbench.harness.evaluation.tasklist import register_tasklist_dir, resolve_tasklist_path
     from filterbench.leaderboard.build import build_leaderboard
 
+    if ctx.tasklist is not None:  # the board recomputes each record's groups from the task list it names
+        register_tasklist_dir(resolve_tasklist_path(ctx.tasklist).resolve().parent)
     out = ctx.records_dir.parent
     written = build_leaderboard(ctx.records_dir, out)
     click.echo(f"leaderboard: {written[-1] if written else out}")

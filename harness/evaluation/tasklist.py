@@ -142,6 +142,11 @@ def register_tasklist_dir(path: str | Path) -> None:
         _search_dirs.append(path)
 
 
+def tasklist_search_dirs() -> tuple[Path, ...]:
+    """The folders searched for task lists: the built-in one, then the registered ones."""
+    return tuple(_search_dirs)
+
+
 def available_tasklists() -> list[str]:
     """Names (file stems) of the task lists found in the search folders."""
     names = {p.stem for d in _search_dirs if d.is_dir() for p in d.glob("*.yaml")}

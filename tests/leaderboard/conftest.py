@@ -36,7 +36,7 @@ def fake_tasklists_are_known(monkeypatch):
 def _forget_tasklists() -> None:
     from filterbench.leaderboard import declarations
 
-    for cached in (declarations._tasklists_by_sha, declarations.known_tasklist, declarations.tasklist_tasks):
+    for cached in (declarations._tasklists_by_sha, declarations._known_tasklist, declarations._tasklist_tasks):
         cached.cache_clear()
 
 

@@ -268,3 +268,30 @@ def test_csv_cells_that_start_like_a_formula_are_neutralised(fake_record, record
     assert {r["average_mean"] for r in rows} == {"-0.500000", "-0.490000", "-0.480000", "-0.470000"}  # numbers stay
     for row in rows:
         assert not any(str(cell).startswith(("=", "+", "@")) for cell in row.values()), row
+
+
+def test_records_of_ones_own_task_list_are_checked_against_it(fake_record, records_dir, no_reference, tmp_path,
+                                                              monkeypatch):
+    """The board recomputes every record's groups from its task list, so it must find that file: a task list of
+    one's own is refused by default, naming the way to add its folder, and checked once added."""
+    import shutil
+
+    from filterbench.harness.cli import cli
+    from filterbench.harness.evaluation import tasklist as tasklists
+    from filterbench.leaderboard import declarations
+
+    record = fake_record(recipe="mine", official=False)
+    write_record(record, records_dir)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(declarations._tasklists_by_sha(declarations.tasklist_dirs())[record["tasklist"]["sha256"]], mine)
+    monkeypatch.setattr(declarations, "TASKLIST_DIRS", declarations.TASKLIST_DIRS[:-1])  # not the fake folder
+    monkeypatch.setattr(tasklists, "_search_dirs", list(tasklists._search_dirs))  # forget --tasklists afterwards
+    common = ["leaderboard", "build", "--records", str(records_dir), "--out", str(tmp_path / "out"),
+              "--reference", str(no_reference)]
+    refused = CliRunner().invoke(cli, common)
+    assert refused.exit_code == 2 and "its groups cannot be checked (add its folder with --tasklists)" in \
+        refused.output, refused.output
+    built = CliRunner().invoke(cli, [*common, "--tasklists", str(mine)])
+    assert built.exit_code == 0, built.output
+    assert "mine" in (tmp_path / "out" / "LEADERBOARD.md").read_text()
