@@ -49,7 +49,11 @@ class FittedLength(Scorer):
         start = json.loads(marker.read_text())["step"] if marker.exists() else 0
         for step in range(start, self.params.steps):
             time.sleep(0.01)
-            marker.write_text(json.dumps({"step": step + 1}))
+            # written as real plugins write checkpoints (temporary name, rename): a kill in the middle of a plain
+            # write_text leaves an empty marker, a plugin bug that a random-time kill finds
+            partial = marker.with_name(f".{marker.name}.tmp-{os.getpid()}")
+            partial.write_text(json.dumps({"step": step + 1}))
+            os.replace(partial, marker)
         texts = np.concatenate([pool.read_metadata(s, ("text",))["text"] for s in pool.shards])
         np.save(ctx.state_dir / "mean.npy", np.array([np.mean([len(t) for t in texts])]))
 
