@@ -20,16 +20,39 @@ from typing import Any, ClassVar, Literal, Mapping
 import numpy as np
 import pydantic
 
-from filterbench.harness.errors import ParamsError
+from filterbench.harness.errors import ParamsError, did_you_mean
 
 SamplerMode = Literal["subset", "multiset", "schedule"]
 SAMPLER_MODES: tuple[str, ...] = ("subset", "multiset", "schedule")
 
 
 class Params(pydantic.BaseModel):
-    """Base class of every plugin's ``Params``: typed, frozen, unknown keys rejected."""
+    """Base class of every plugin's ``Params``: typed, frozen, unknown keys and NaN values rejected.
+
+    NaN compares false with everything, so a NaN threshold or fraction silently selects nothing; infinities
+    stay legal (``alpha: inf`` means no repeats).
+    """
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    @pydantic.model_validator(mode="after")
+    def _no_nan(self) -> "Params":
+        for name, value in self:
+            if _has_nan(value):
+                raise ValueError(f"{name} is NaN (not a number); give a number")
+        return self
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    if isinstance(value, pydantic.BaseModel):
+        return any(_has_nan(v) for _, v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -218,7 +241,8 @@ class ScoreTable:
         matches = [k for k in self.columns if k.split(".", 1)[-1] == name]
         if len(matches) == 1:
             return matches[0]
-        raise ParamsError(f"no score column {name!r}; available: {sorted(self.columns)}")
+        hint = did_you_mean(name, [*self.columns, *sorted({k.split(".", 1)[-1] for k in self.columns})])
+        raise ParamsError(f"no score column {name!r}{hint} (available: {', '.join(sorted(self.columns))})")
 
     def __len__(self) -> int:
         return self.size
@@ -238,10 +262,15 @@ class _Plugin(ABC):
         try:
             self.params = self.Params(**params)
         except pydantic.ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<params>'}: {err['msg']}" for err in exc.errors()
-            )
+            problems = "; ".join(self._problem(err) for err in exc.errors())
             raise ParamsError(f"plugin {self.name!r}: invalid params: {problems}") from None
+
+    def _problem(self, err: Any) -> str:
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            return f"{where}: unknown parameter{did_you_mean(where, self.Params.model_fields)}"
+        message = err["msg"].removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
 
     def _check_packages(self) -> None:
         import importlib.util

@@ -31,6 +31,9 @@ def check_counts(counts: np.ndarray, sampler: "Sampler", budget: "Budget") -> np
                                  f"({budget.segments}, {n})")
     elif counts.shape != (n,):
         raise InvariantError(f"{who} returned shape {counts.shape}; expected ({n},)")
+    if n and not counts.any():
+        raise InvariantError(f"{who} selected no uid of {n:,}; an empty selection cannot be trained (check its "
+                             "params: a threshold above every score?)")
     if sampler.mode == "subset" and counts.size and counts.max() > 1:
         raise InvariantError(f"{who} returned a count of {counts.max()}; subset counts are 0 or 1")
     if sampler.mode == "multiset" and int(counts.sum(dtype=np.int64)) != budget.samples_seen:

@@ -7,7 +7,7 @@ import importlib.metadata
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 
@@ -73,27 +73,54 @@ class Plugins:
             plugin = loader()
             self.pm.register(plugin, name=info.name)
         except Exception as exc:  # a broken plugin must not take the others down
-            info.error = f"{type(exc).__name__}: {exc}"
-            info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
-            if os.environ.get("FILTERBENCH_STRICT_PLUGINS") == "1":
-                raise PluginError(f"plugin {info.name!r} ({info.module}) failed to load: {info.error}") from exc
+            self._failed(info, "failed to load", exc)
+
+    def _failed(self, info: PluginInfo, what: str, exc: Exception) -> None:
+        """Record a plugin's failure (``plugins`` lists it); fatal only under FILTERBENCH_STRICT_PLUGINS=1."""
+        info.error = info.error or f"{type(exc).__name__}: {exc}"
+        info.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+        if os.environ.get("FILTERBENCH_STRICT_PLUGINS") == "1":
+            raise PluginError(f"plugin {info.name!r} ({info.module}) {what}: {info.error}") from exc
+
+    def call_hook(self, hook_name: str, kwargs_for: Callable[[str], dict]) -> list[str]:
+        """Call a registration hook plugin by plugin, with ``kwargs_for(plugin name)``.
+
+        A plugin whose hook raises is marked failed (``filterbench plugins`` lists it) and skipped, as one that
+        fails to import is; the others keep working.  Errors the harness raises from inside a hook (a duplicate
+        name, a class that is not a Scorer) propagate.  Returns the plugins whose hook returned.
+        """
+        succeeded = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            info = self.infos.setdefault(impl.plugin_name, PluginInfo(impl.plugin_name, impl.plugin_name))
+            if info.error:
+                continue
+            try:
+                impl.function(**kwargs_for(impl.plugin_name))
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - third-party code: report it, keep the others working
+                info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                self._failed(info, f"raised in {hook_name}", exc)
+                continue
+            succeeded.append(impl.plugin_name)
+        return succeeded
 
     # -- registries ------------------------------------------------------------------------------------------
     def _collect(self, kind: str, base: type, hook_name: str) -> Registry:
         registry: Registry = Registry(kind, base)
-        hook = getattr(self.pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
-            owner = impl.plugin_name
-            names: list[str] = []
+        pending: dict[str, list] = {}
 
-            def register(cls: type, aliases: tuple[str, ...] = (), _owner: str = owner, _names=names) -> None:
-                registry.add(cls, _owner, tuple(aliases))
-                _names.append(cls.name)
+        def kwargs_for(owner: str) -> dict:
+            def register(cls: type, aliases: tuple[str, ...] = ()) -> None:
+                pending.setdefault(owner, []).append((cls, tuple(aliases)))
+            return {"register": register}
 
-            impl.function(register=register)
-            info = self.infos.get(owner)
-            if info is not None:
-                getattr(info, f"{kind}s").extend(names)
+        # only plugins whose hook returned register anything (not half their list)
+        for owner in self.call_hook(hook_name, kwargs_for):
+            entries = pending.get(owner, [])
+            for cls, aliases in entries:
+                registry.add(cls, owner, aliases)
+            getattr(self.infos[owner], f"{kind}s").extend(cls.name for cls, _ in entries)
         return registry
 
     @property
@@ -113,11 +140,13 @@ class Plugins:
         from pathlib import Path
 
         owners: dict[str, list[str]] = {}
-        for impl in self.pm.hook.register_model_configs.get_hookimpls():
-            folders: list[str] = []
-            impl.function(register=lambda path, _f=folders: _f.append(str(Path(path).resolve())))
-            owners[impl.plugin_name] = folders
-        return owners
+
+        def kwargs_for(owner: str) -> dict:
+            folders = owners.setdefault(owner, [])
+            return {"register": lambda path: folders.append(str(Path(path).resolve()))}
+
+        succeeded = self.call_hook("register_model_configs", kwargs_for)
+        return {owner: owners[owner] for owner in succeeded}
 
     def model_config_dirs(self) -> list:
         """Every folder of open_clip model configs that plugins register, sorted."""

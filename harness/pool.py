@@ -111,7 +111,11 @@ class Pool:
                 missing = [k for k in keys if k not in npz.files]
                 if missing:
                     raise PoolError(f"{shard.npz}: missing array(s) {missing} (has {sorted(npz.files)})")
-                arrays = {k: np.asarray(npz[k], dtype=np.float32) for k in keys}
+                arrays = {k: npz[k] for k in keys}
+            for key, array in arrays.items():
+                if array.dtype.kind not in "fiu":
+                    raise PoolError(f"{shard.npz}: array {key!r} has dtype {array.dtype}; expected numbers")
+            arrays = {k: np.asarray(a, dtype=np.float32) for k, a in arrays.items()}
         except PoolError:
             raise
         except Exception as exc:

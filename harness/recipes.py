@@ -23,19 +23,19 @@ Files whose name starts with ``_`` are include-only.  Precedence when running: C
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from filterbench.harness.errors import FilterbenchError, RecipeError
+from filterbench.harness.errors import FilterbenchError, RecipeError, did_you_mean, first_line, yaml_problem
 from filterbench.harness.hashing import content_key
 
 BASELINES_DIR = Path(__file__).resolve().parent.parent / "baselines"
 RECIPE_KEYS = {"version", "name", "description", "citation", "include", "scorers", "sampler", "scales",
                "score_seed", "notes", "oracle", "resources"}
+PLUGIN_ENTRY_KEYS = frozenset({"name", "params"})
 #: resource classes a recipe can declare, from least to most privileged (docs/leaderboard.md, "Resources")
 RESOURCE_CLASSES = ("public", "private", "oracle")
 
@@ -74,8 +74,10 @@ class Recipe:
 def _read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RecipeError(f"{path}: unreadable recipe ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: unreadable recipe ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping")
     return data
@@ -102,8 +104,7 @@ def recipe_path(ref: str | Path) -> Path:
     if candidate.is_file():
         return candidate
     names = [p.stem for p in BASELINES_DIR.glob("*.yaml") if not p.name.startswith("_")]
-    close = difflib.get_close_matches(str(ref), names, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    hint = did_you_mean(str(ref), names)
     raise RecipeError(f"no recipe {str(ref)!r}{hint} (see `filterbench ls recipes`)")
 
 
@@ -111,23 +112,49 @@ def load_recipe(ref: str | Path) -> Recipe:
     """Load and shape-check a recipe (plugins are checked by :func:`check_recipe`)."""
     path = recipe_path(ref)
     data = _merged(path)
-    unknown = sorted(set(data) - RECIPE_KEYS)
-    if unknown:
-        raise RecipeError(f"{path}: unknown recipe key(s) {unknown}")
+    _check_keys(path, "recipe key", data, RECIPE_KEYS)
     for required in ("version", "name", "sampler"):
         if required not in data:
             raise RecipeError(f"{path}: missing required key {required!r}")
-    try:
-        scorers = tuple(PluginSpec(s["name"], dict(s.get("params") or {})) for s in data.get("scorers") or [])
-        sampler = PluginSpec(data["sampler"]["name"], dict(data["sampler"].get("params") or {}))
-    except (KeyError, TypeError, AttributeError):
-        raise RecipeError(f"{path}: scorers must be a list of {{name, params}} and sampler a {{name, params}}") \
-            from None
+    entries = data.get("scorers") or []
+    if not isinstance(entries, list):
+        raise RecipeError(f"{path}: scorers must be a list of {{name, params}}, got {entries!r}")
+    scorers = tuple(_plugin_spec(path, f"scorers[{i}]", entry) for i, entry in enumerate(entries))
+    sampler = _plugin_spec(path, "sampler", data["sampler"])
     resources, uses = _resources(path, data.get("resources"))
-    return Recipe(name=str(data["name"]), version=int(data["version"]), description=str(data.get("description", "")),
-                  citation=str(data.get("citation", "")), scorers=scorers, sampler=sampler,
-                  scales=tuple(data.get("scales") or ()), score_seed=int(data.get("score_seed", 0)), path=str(path),
-                  resources=resources, resources_uses=uses)
+    scales = data.get("scales") or []
+    if not isinstance(scales, list) or not all(isinstance(s, str) for s in scales):
+        raise RecipeError(f"{path}: scales must be a list of scale names, got {scales!r}")
+    return Recipe(name=str(data["name"]), version=_integer(path, data, "version"),
+                  description=str(data.get("description", "")), citation=str(data.get("citation", "")),
+                  scorers=scorers, sampler=sampler, scales=tuple(scales),
+                  score_seed=_integer(path, data, "score_seed", 0), path=str(path), resources=resources,
+                  resources_uses=uses)
+
+
+def _integer(path: Path, data: dict, key: str, default: int | None = None) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecipeError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _check_keys(path: Path, what: str, data: dict, allowed: set[str] | frozenset[str]) -> None:
+    """Refuse keys outside ``allowed``: a misspelt key (``parms:``) would otherwise be ignored silently."""
+    for key in sorted(set(data) - set(allowed), key=str):
+        raise RecipeError(f"{path}: unknown {what} {key!r}{did_you_mean(key, sorted(allowed))} "
+                          f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def _plugin_spec(path: Path, where: str, entry: Any) -> PluginSpec:
+    """One ``{name, params}`` entry of a recipe, every key checked."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise RecipeError(f"{path}: {where} must be a mapping {{name: ..., params: {{...}}}}, got {entry!r}")
+    _check_keys(path, f"key in {where}", entry, PLUGIN_ENTRY_KEYS)
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise RecipeError(f"{path}: {where}.params must be a mapping, got {params!r}")
+    return PluginSpec(entry["name"], dict(params))
 
 
 def _resources(path: Path, value: Any) -> tuple[str | None, tuple[str, ...]]:
@@ -150,14 +177,30 @@ def check_recipe(recipe: Recipe, plugins: Any = None) -> dict:
 
     plugins = plugins or get_plugins()
     try:
-        scorers = [plugins.scorer_class(s.name)(**s.params).identity() for s in recipe.scorers]
+        instances = [plugins.scorer_class(s.name)(**s.params) for s in recipe.scorers]
         sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
+        check_sampler_columns(sampler, instances)
         for scale in recipe.scales:
             get_scale(scale)
     except FilterbenchError as exc:
         raise RecipeError(f"{recipe.path}: {exc}") from None
+    scorers = [s.identity() for s in instances]
     return {"recipe": recipe.identity(), "scorers": scorers, "sampler": sampler.identity(),
             "mode": sampler.mode, "scales": list(recipe.scales)}
+
+
+def check_sampler_columns(sampler: Any, scorers: list) -> None:
+    """Every score column the sampler reads must be one the recipe's scorers output (as the sample stage names
+    them, ``<scorer>.<column>``); raises ParamsError listing the available ones, with "did you mean"."""
+    import numpy as np
+
+    from filterbench.harness.contract import ScoreTable
+    from filterbench.harness.uidscorer import UidOnlyScorer
+
+    available = {f"{s.name}.{c}": np.zeros(0) for s in (scorers or [UidOnlyScorer()]) for c in s.output_columns()}
+    table = ScoreTable(available)
+    for column in sampler.score_columns():
+        table.column_name(column)
 
 
 def list_recipes() -> list[Recipe]:

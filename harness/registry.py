@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Generic, Iterator, TypeVar
 
-from filterbench.harness.errors import PluginError
+from filterbench.harness.errors import PluginError, did_you_mean
 
 T = TypeVar("T")
 
@@ -44,8 +43,7 @@ class Registry(Generic[T]):
         try:
             return self._classes[name]
         except KeyError:
-            close = difflib.get_close_matches(name, list(self._classes), n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(name, self._classes)
             known = ", ".join(sorted(self._classes)) or "none"
             raise PluginError(f"unknown {self.kind} {name!r}{hint} (known: {known})") from None
 

@@ -70,13 +70,15 @@ def expand_counts(pairs: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     """Write ``array`` as .npy to a temporary name in the same folder, then rename it into place."""
+    from filterbench.harness.atomic import publish, temporary_path
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     with open(tmp, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def write_subset(path: str | Path, pairs: np.ndarray, counts: np.ndarray | None = None) -> int:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from filterbench.harness.atomic import write_bytes_atomic
 from filterbench.leaderboard.aggregate import (
     Entry,
     LeaderboardError,
@@ -179,7 +179,7 @@ def render_csv(views: list[View]) -> str:
                "versus_average_diff", "versus_average_ci95", "versus_p", "versus_real"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([csv_cell(c) for c in header])
     for view in views:
         for rank, status, e in _csv_rows(view):
             row = [e.scale, "official" if e.official else "unofficial", rank, e.recipe, e.recipe_version,
@@ -195,8 +195,27 @@ def render_csv(views: list[View]) -> str:
                     " ".join(e.overrides), e.tasklist, e.tasklist_sha256, e.aggregation_version,
                     e.published_source or "", status, e.declaration.version if e.declaration else "",
                     e.resources, e.published_resources or ""]
-            writer.writerow(row + _csv_versus(e, view.analysis))
+            writer.writerow([csv_cell(c) for c in row + _csv_versus(e, view.analysis)])
     return buffer.getvalue()
+
+
+#: a spreadsheet treats a cell starting with one of these as a formula (CSV injection, OWASP)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a text starting like a formula gets a leading apostrophe.
+
+    Numbers (``-0.042``) are left as they are; only text from records (recipe names, task keys, overrides)
+    can start with ``=`` or ``@``.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
 
 
 # -- build and check -----------------------------------------------------------------------------------------
@@ -225,9 +244,7 @@ def render_all(records_dir: str | Path | None, scale: str | None = None,
 
 
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data)
 
 
 def build_leaderboard(records_dir: str | Path | None = None, out_dir: str | Path | None = None,

@@ -26,9 +26,25 @@ def _against(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _tasklists_option(func):
+    """``--tasklists DIR``: folders holding the task lists of records made with a task list of one's own."""
+
+    def register(ctx, param, folders):
+        from filterbench.harness.evaluation.tasklist import register_tasklist_dir
+
+        for folder in folders:
+            register_tasklist_dir(folder.resolve())
+        return folders
+
+    return click.option("--tasklists", multiple=True, expose_value=False, callback=register,
+                        type=click.Path(exists=True, file_okay=False, path_type=Path),
+                        help="A folder of task lists that records name besides the repository's. Repeatable.")(func)
+
+
 @leaderboard.command()
 @click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Records folder (default: the repository's leaderboard/records).")
+@_tasklists_option
 @click.option("--scale", default=None,
               help="Only this scale's sections (the committed board has every scale).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -73,6 +89,7 @@ def build(records_dir: Path | None, scale: str | None, out_dir: Path | None, ref
 @click.option("--scale", default=None, help="Only this scale (default: every scale where both ran).")
 @click.option("--records", "records_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Records folder (default: the repository's leaderboard/records).")
+@_tasklists_option
 @one_line_errors
 def compare(recipe_a: str, recipe_b: str, scale: str | None, records_dir: Path | None) -> None:
     """Paired comparison of recipe A against recipe B: A − B per headline group, same seed against same seed.

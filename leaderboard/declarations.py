@@ -59,22 +59,45 @@ class TaskInfo:
     size: int | None
 
 
+def tasklist_dirs() -> tuple[Path, ...]:
+    """The folders searched for a record's task list: the repository's, then any a command registered with
+    :func:`~filterbench.harness.evaluation.tasklist.register_tasklist_dir` (``run --tasklist FILE`` registers the
+    file's folder, ``leaderboard build --tasklists DIR`` a folder of its own)."""
+    from filterbench.harness.evaluation.tasklist import tasklist_search_dirs
+
+    return tuple(dict.fromkeys((*TASKLIST_DIRS, *tasklist_search_dirs())))
+
+
 @lru_cache(maxsize=None)
-def _tasklists_by_sha() -> dict[str, Path]:
+def _tasklists_by_sha(folders: tuple[Path, ...]) -> dict[str, Path]:
     found = {}
-    for folder in TASKLIST_DIRS:
+    for folder in folders:
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
             found.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
     return found
 
 
+def known_tasklist(sha256: str):
+    """The :class:`~filterbench.harness.evaluation.tasklist.TaskList` whose file has this SHA-256, or None."""
+    return _known_tasklist(sha256, tasklist_dirs())
+
+
 @lru_cache(maxsize=None)
-def tasklist_tasks(sha256: str) -> dict[str, TaskInfo] | None:
-    """Key -> :class:`TaskInfo` of the task list file with this SHA-256, or None when none is found."""
+def _known_tasklist(sha256: str, folders: tuple[Path, ...]):
     from filterbench.harness.evaluation.tasklist import load_tasklist
 
-    path = _tasklists_by_sha().get(sha256)
-    if path is None:
+    path = _tasklists_by_sha(folders).get(sha256)
+    return None if path is None else load_tasklist(path)
+
+
+def tasklist_tasks(sha256: str) -> dict[str, TaskInfo] | None:
+    """Key -> :class:`TaskInfo` of the task list file with this SHA-256, or None when none is found."""
+    return _tasklist_tasks(sha256, tasklist_dirs())
+
+
+@lru_cache(maxsize=None)
+def _tasklist_tasks(sha256: str, folders: tuple[Path, ...]) -> dict[str, TaskInfo] | None:
+    tasklist = _known_tasklist(sha256, folders)
+    if tasklist is None:
         return None
-    tasklist = load_tasklist(path)
     return {t.key: TaskInfo(t.name, t.random_score, t.size) for t in tasklist.scored_tasks}

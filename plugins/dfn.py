@@ -42,6 +42,7 @@ from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.pixels import Encoder, PixelParams, PixelScorer, resolve_device
 from filterbench.harness.pool import Pool
 from filterbench.harness.seeding import derive_int_seed, derive_rng
+from filterbench.harness.store import cached_digest
 from filterbench.plugins._cliptrain import (
     LabelledSource,
     Mixture,
@@ -180,7 +181,23 @@ def network_ref(state_dir: Path) -> ModelRef:
     weights = record["weights"]
     if weights is None:
         return ModelRef(record["arch"], None, "fit")
-    return ModelRef(record["arch"], Path(state_dir) / weights if record["trained"] else Path(weights), "fit")
+    if record["trained"]:
+        return ModelRef(record["arch"], Path(state_dir) / weights, "fit")  # verified with the artifact
+    return ModelRef(record["arch"], _unchanged(Path(weights), record.get("sha256")), "fit")
+
+
+def _unchanged(checkpoint: Path, recorded: str | None) -> Path:
+    """A user's checkpoint that the fit only recorded (path and sha256) lives outside the store, where nothing
+    verifies it: check it here, or an edited file would score under the fit's key."""
+    try:
+        actual = cached_digest(checkpoint)
+    except OSError as exc:
+        raise PluginError(f"{checkpoint}: the checkpoint this dfn fit recorded is unreadable "
+                          f"({exc.strerror or exc})") from None
+    if recorded is None or actual != f"sha256:{recorded}":
+        raise PluginError(f"{checkpoint}: the checkpoint changed since the dfn fit recorded its sha256 "
+                          f"({str(recorded)[:12]}...); restore it, or delete that fit artifact to record it again")
+    return checkpoint
 
 
 def record_history(ctx: StageContext, history: dict) -> None:

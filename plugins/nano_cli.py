@@ -13,13 +13,13 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import one_line_errors
+from filterbench.harness.cli.common import SEED, one_line_errors
 
 SIZE_OPTION = click.option("--size", type=click.Choice(["xs", "default"]), default="default", show_default=True,
                            help="xs: tests and CI (~2 min); default: the benchmark world (~10 min).")
 OUT_OPTION = click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
                           help="Folder for the world (default $FILTERBENCH_HOME/nano/<size>-<key>).")
-SEED_OPTION = click.option("--seed", type=int, default=0, show_default=True, help="Root seed of the world.")
+SEED_OPTION = click.option("--seed", type=SEED, default=0, show_default=True, help="Root seed of the world.")
 
 
 @click.group("nano")

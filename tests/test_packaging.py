@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -55,3 +56,20 @@ def test_installed_wheel_runs_its_console_script(wheel, tmp_path):
     listed = subprocess.run([str(target / "bin" / "filterbench"), "ls", "samplers"], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert "top_fraction" in listed.stdout, listed.stderr
+
+
+def test_ci_fails_when_a_system_package_cannot_be_installed(tmp_path):
+    """A missing chromium or WordNet must fail CI in one clear line, not turn the tests that need them into skips
+    (tests/test_docs.py checks that .ci/run runs exactly the README's test command)."""
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    (checkout / ".ci" / "run").write_bytes((ROOT / ".ci" / "run").read_bytes())
+    tools = tmp_path / "bin"  # a PATH with no chromium and an apt-get that cannot install anything
+    tools.mkdir()
+    (tools / "apt-get").write_text("#!/bin/sh\necho 'E: Unable to locate package' >&2\nexit 100\n")
+    (tools / "apt-get").chmod(0o755)
+    (tools / "dirname").symlink_to(shutil.which("dirname"))  # (no python3: the old script went on to the tests)
+    result = subprocess.run(["/bin/bash", str(checkout / ".ci" / "run")], env={"PATH": str(tools)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "error: could not install the system package(s) chromium" in result.stderr

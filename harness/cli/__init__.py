@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import click
 
+from filterbench.harness.cli.common import one_line
 from filterbench.harness.errors import FilterbenchError
 
 # verb groups that other parts of the harness contribute; each module exports click commands named here
@@ -19,9 +21,10 @@ _OPTIONAL_COMMANDS = (
 )
 
 
-class PluginCommandsGroup(click.Group):
-    """The root group: plugins' commands (``register_commands``; the nano and leaderboard groups among them)
-    are attached the first time any command is looked up, so the group is complete however it is invoked."""
+class RootGroup(click.Group):
+    """The root group.  Plugins' commands (``register_commands``; the nano and leaderboard groups among them) are
+    attached the first time any command is looked up, so the group is complete however it is invoked; a usage
+    error (bad option value, missing argument) is one line too, exit 2."""
 
     def get_command(self, ctx: click.Context, cmd_name: str):
         _attach_plugin_commands_once()
@@ -31,9 +34,24 @@ class PluginCommandsGroup(click.Group):
         _attach_plugin_commands_once()
         return super().list_commands(ctx)
 
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            click.echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int here is the exit code of --help, --version, ...
 
-@click.group(cls=PluginCommandsGroup, context_settings={"help_option_names": ["-h", "--help"],
-                                                        "max_content_width": 110})
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.version_option(package_name="filterbench")
 @click.pass_context
@@ -86,7 +104,7 @@ def _attach_plugin_commands() -> None:
     from filterbench.harness.errors import PluginError
 
     before = dict(cli.commands)
-    get_plugins().pm.hook.register_commands(cli=cli)
+    get_plugins().call_hook("register_commands", lambda owner: {"cli": cli})  # a raising plugin is skipped
     replaced = [name for name, command in before.items() if cli.commands.get(name) is not command]
     if replaced:
         cli.commands.update(before)  # click replaces silently; keep the harness's own commands
@@ -98,6 +116,9 @@ _attach_builtin()
 
 def main() -> None:
     """Console entry point."""
+    from filterbench.harness.cli.common import install_signal_handlers
+
+    install_signal_handlers()
     try:
         _attach_plugin_commands_once()
     except FilterbenchError as exc:

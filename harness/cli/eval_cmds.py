@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import one_line_errors
+from filterbench.harness.cli.common import COUNT, one_line_errors
 from filterbench.harness.errors import FilterbenchError
 
 TASKLIST_OPTION = click.option(
@@ -105,7 +105,7 @@ def evalsets_ls(folder: Path, tasklist: str, as_json: bool) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Templates with {c}, one per line (default: the 80 OpenAI ImageNet prompts).",
 )
-@click.option("--shard-size", default=10_000, show_default=True, help="Samples per tar.")
+@click.option("--shard-size", type=COUNT, default=10_000, show_default=True, help="Samples per tar.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing wds_letitwag_test folder.")
 @TASKLIST_OPTION
 @one_line_errors

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import one_line_errors, workdir_option
+from filterbench.harness.cli.common import COUNT, one_line_errors, workdir_option
 from filterbench.harness.cli.options import (FOLDER, echo_log, override_option, overrides_from, parse_targets,
                                              world_options)
 
@@ -15,10 +15,10 @@ from filterbench.harness.cli.options import (FOLDER, echo_log, override_option, 
 @click.argument("recipes", nargs=-1, required=True)
 @click.option("--scale", "scale_name", default="nano-xs", show_default=True, help="Fixed budget (`ls scales`).")
 @override_option
-@click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0, 1, ...).")
+@click.option("--seeds", type=COUNT, default=1, show_default=True, help="Number of seeds (0, 1, ...).")
 @world_options("pool", "evalsets", "tasklist", "target")
 @click.option("--until", type=click.Choice(["score", "sample", "train", "eval"]), default="eval", show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True, help="Score workers.")
+@click.option("--workers", type=COUNT, default=1, show_default=True, help="Score workers.")
 @click.option("--records", "records_dir", type=FOLDER, default=None,
               help="Where finished runs' records go (default: <workdir>/records; the committed board of a "
                    "checkout: leaderboard/records).")
@@ -100,6 +100,10 @@ def _finish(results, ctx) -> None:
     if ctx.config.until != "eval" or last is None:
         click.echo(str(last.selection.path if last and last.selection else ctx.store.root))
         return
+    from filterbench.harness.evaluation.tasklist import register_tasklist_dir, resolve_tasklist_path
+
+    if ctx.config.tasklist is not None:  # the board recomputes each record's groups from the task list it names
+        register_tasklist_dir(resolve_tasklist_path(ctx.config.tasklist).resolve().parent)
     records = [r.record for r in results if r.record is not None]
     produced = ctx.plugins.pm.hook.records_written(records_dir=ctx.config.records_dir, records=records)
     click.echo(f"records: {ctx.config.records_dir}")

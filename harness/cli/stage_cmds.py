@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from filterbench.harness.cli.common import (get_store, one_line_errors, params_option, parse_params, print_json,
+from filterbench.harness.cli.common import (COUNT, SEED, get_store, one_line_errors, params_option, parse_params, print_json,
                                             workdir_option)
 from filterbench.harness.cli.options import (deprecated_option, echo_log, override_option, overrides_from,
                                              parse_targets, world_options)
@@ -16,8 +16,8 @@ from filterbench.harness.cli.options import (deprecated_option, echo_log, overri
 @click.argument("scorer_name", metavar="SCORER")
 @world_options("pool", "target")
 @params_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Score seed (fixes batch plans).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Score seed (fixes batch plans).")
+@click.option("--workers", type=COUNT, default=1, show_default=True, help="Local worker processes.")
 @workdir_option
 @one_line_errors
 def score(scorer_name: str, world: str | None, pool_dir: Path | None, targets: tuple[str, ...],
@@ -52,9 +52,9 @@ def score(scorer_name: str, world: str | None, pool_dir: Path | None, targets: t
 @params_option
 @click.option("--scale", default=None, help="Take the budget from this scale (default: pool-sized budget).")
 @override_option
-@deprecated_option("--samples-seen", "samples_seen", "-o samples_seen=N (with --scale)", type=int, default=None)
+@deprecated_option("--samples-seen", "samples_seen", "-o samples_seen=N (with --scale)", type=COUNT, default=None)
 @world_options("pool")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @workdir_option
 @one_line_errors
 def sample(sampler_name: str, score_refs: tuple[str, ...], params: tuple[str, ...], scale: str | None,
@@ -165,9 +165,9 @@ def pool_check(pool_dir: Path, deep: bool) -> None:
 
 @pool.command("fabricate")
 @click.argument("pool_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rows", type=int, default=2000, show_default=True)
-@click.option("--shards", type=int, default=2, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--rows", type=COUNT, default=2000, show_default=True)
+@click.option("--shards", type=COUNT, default=2, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @one_line_errors
 def pool_fabricate(pool_dir: Path, rows: int, shards: int, seed: int) -> None:
     """Write a small random pool in DataComp's exact layout (for trying the tools; it carries no signal).

@@ -5,27 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from filterbench.harness.cli.common import get_store, one_line_errors, workdir_option
+from filterbench.harness.cli.common import COUNT, SEED, get_store, one_line_errors, workdir_option
 from filterbench.harness.cli.options import deprecated_option, override_option, overrides_from
 
 
 @click.command("train")
 @click.argument("selection")
 @click.option("--scale", required=True, help="Scale whose fixed recipe to train (see `filterbench ls scales`).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (open_clip --seed, data plan).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Training seed (open_clip --seed, data plan).")
 @workdir_option
-@click.option("--nproc", type=int, default=1, show_default=True,
+@click.option("--nproc", type=COUNT, default=1, show_default=True,
               help="Processes: torchrun ranks, or SLURM tasks per node.")
 @click.option("--launcher", type=click.Choice(["inprocess", "torchrun", "slurm"]), default=None,
               help="inprocess (default for --nproc 1), torchrun (default otherwise), or slurm: write an sbatch "
                    "script and print its path.")
 @override_option
 @deprecated_option("--set", "set_overrides", "-o KNOB=VALUE", multiple=True)
-@click.option("--workers", type=int, default=None, help="Resharder processes (default: up to 4).")
+@click.option("--workers", type=COUNT, default=None, help="Resharder processes (default: up to 4).")
 @click.option("--keep-data", is_flag=True, help="Keep the resharded webdataset shards in the artifact.")
 @click.option("--count-fed", is_flag=True, help="Record every uid fed to the model under fed/ (slower I/O).")
-@click.option("--nodes", type=int, default=1, show_default=True, help="SLURM nodes.")
-@click.option("--gpus-per-task", type=int, default=1, show_default=True, help="SLURM GPUs per task (0: CPU).")
+@click.option("--nodes", type=COUNT, default=1, show_default=True, help="SLURM nodes.")
+@click.option("--gpus-per-task", type=click.IntRange(min=0), default=1, show_default=True,
+              help="SLURM GPUs per task (0: CPU).")
 @click.option("--slurm-time", default="24:00:00", show_default=True, help="SLURM time limit.")
 @click.option("--partition", default=None, help="SLURM partition.")
 @one_line_errors

@@ -92,6 +92,13 @@ def aggregate_rows(rows: list[dict[str, Any]], tasklist: TaskList | str) -> dict
     return summary
 
 
+def headline_from_metrics(tasklist: TaskList, metrics: dict[str, float | None]) -> tuple[dict, list[str]]:
+    """``(groups with the average, missing task keys)`` from per-task main metrics, as :func:`aggregate_rows`
+    computes them; what a record's ``groups`` and ``missing_tasks`` must be given its ``metrics``."""
+    scores = {t.key: metrics.get(t.key) for t in tasklist.scored_tasks}
+    return _headline(tasklist, scores, partial=False), [key for key, value in scores.items() if value is None]
+
+
 def _headline(tasklist: TaskList, scores: dict[str, float | None], partial: bool) -> dict[str, float | None]:
     """Group means and the average; with ``partial`` the means skip missing tasks (None if all missing)."""
     out: dict[str, float | None] = {}

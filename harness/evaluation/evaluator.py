@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import Any, Iterable
 
 import torch
 
+from filterbench.harness.atomic import write_bytes_atomic
 from filterbench.harness.errors import FilterbenchError
 from filterbench.harness.librarylogs import expected_random_init
+from filterbench.harness.tarcheck import IncompleteTar, read_complete_tar
 from filterbench.harness.evaluation import evalsets
 from filterbench.harness.evaluation.aggregate import summarize
 from filterbench.harness.evaluation.patches import apply_clip_benchmark_patches
@@ -134,10 +135,13 @@ def plan(
         if task.key in done:
             reused.append(task.key)
             continue
-        problem = evalsets.evalset_problem(Path(evalsets_dir) / task.folder, task.evaluator)
+        folder = Path(evalsets_dir) / task.folder
+        problem = evalsets.evalset_problem(folder, task.evaluator)
         if problem is None:
             todo.append(task)
-        elif task.key not in extras or problem != "missing":
+        elif problem != "missing":  # present but broken (a shard or a class list gone): not a set never fetched
+            raise EvaluationError(f"task {task.key}: eval set {folder} is incomplete: {problem}")
+        elif task.key not in extras:
             missing[task.key] = f"{task.folder}: {problem}"
     return todo, reused, missing
 
@@ -145,6 +149,11 @@ def plan(
 def run_task(bundle: ModelBundle, task: Task, evalsets_dir: str | Path) -> dict[str, Any]:
     """Evaluate one task and return its result line (not yet written)."""
     folder = Path(evalsets_dir) / task.folder
+    for shard in evalsets.shard_paths(folder):  # a tar cut short reads as fewer samples, silently
+        try:
+            read_complete_tar(shard)
+        except (IncompleteTar, tarfile.TarError, OSError) as exc:
+            raise EvaluationError(f"task {task.key}: {shard}: {_first_line(exc)}") from None
     torch.manual_seed(0)
     try:
         result = RUNNERS[task.evaluator](bundle, task, folder)
@@ -160,11 +169,7 @@ def write_summary(out_dir: str | Path, tasklist: TaskList) -> tuple[Path, dict[s
     out_dir = Path(out_dir)
     summary = summarize(out_dir / RESULTS_FILENAME, tasklist)
     path = out_dir / SUMMARY_FILENAME
-    fd, tmp = tempfile.mkstemp(prefix=".summary-", dir=out_dir)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return path, summary
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filterbench.harness import faults
 from filterbench.harness.errors import FilterbenchError
 
 RESULTS_FILENAME = "eval_results.jsonl"
@@ -142,3 +143,4 @@ def _append_bytes(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    faults.point(f"appended to {path.name}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from filterbench.harness.errors import FilterbenchError
+from filterbench.harness.errors import FilterbenchError, first_line, yaml_problem
 
 FORMAT = "filterbench-tasklist/1"
 DEFAULT_MAIN_METRIC = "acc1"  # DataComp's evaluate.py: `task.main_metric or "acc1"`
@@ -142,6 +142,11 @@ def register_tasklist_dir(path: str | Path) -> None:
         _search_dirs.append(path)
 
 
+def tasklist_search_dirs() -> tuple[Path, ...]:
+    """The folders searched for task lists: the built-in one, then the registered ones."""
+    return tuple(_search_dirs)
+
+
 def available_tasklists() -> list[str]:
     """Names (file stems) of the task lists found in the search folders."""
     names = {p.stem for d in _search_dirs if d.is_dir() for p in d.glob("*.yaml")}
@@ -169,11 +174,13 @@ def load_tasklist(name_or_path: str | Path | TaskList) -> TaskList:
     if isinstance(name_or_path, TaskList):
         return name_or_path
     path = resolve_tasklist_path(name_or_path)
-    data = path.read_bytes()
     try:
+        data = path.read_bytes()
         raw = yaml.safe_load(data)
     except yaml.YAMLError as exc:
-        raise TasklistError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise TasklistError(f"{path}: not valid YAML ({yaml_problem(exc)})") from None
+    except OSError as exc:
+        raise TasklistError(f"{path}: unreadable task list ({first_line(exc)})") from None
     return _build(raw, path, hashlib.sha256(data).hexdigest())
 
 

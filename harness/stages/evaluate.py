@@ -57,8 +57,11 @@ def run_eval(store: Store, train: Artifact, evalsets: Path | None, tasklist: str
     if done is not None:
         return done
     register_model_configs()
+    store.consume(train)
     model, checkpoint = checkpoint_of(train)
     with store.build("eval", label, key, inputs) as building:
+        if building.done is not None:
+            return building.done
         with CostMeter(used_gpu=device.startswith("cuda")) as cost:
             run = evaluate_checkpoint(model, checkpoint, evalsets, tasks, building.dir, device=device,
                                       progress=progress)

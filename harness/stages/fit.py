@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from filterbench.harness.contract import Scorer, ScoreColumns, StageContext
+from filterbench.harness.errors import plugin_call
 from filterbench.harness.pool import Pool
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.seeding import derive_rng
@@ -34,18 +35,21 @@ def fit_inputs(scorer: Scorer, pool_key: str, dep_keys: list[str], seed: int) ->
 def run_fit(store: Store, pool: Pool, scorer: Scorer, pool_key: str, deps: list[Artifact], seed: int,
             plugin: dict | None = None) -> Artifact:
     """Fit ``scorer`` (reusing a completed fit with the same key) and return the fit artifact."""
+    store.consume(*deps)
     inputs = fit_inputs(scorer, pool_key, [d.key for d in deps], seed)
     key = store.key_for(inputs)
     done = store.get("fits", scorer.name, key)
     if done is not None:
         return done
     with store.build("fits", scorer.name, key, inputs) as building:
+        if building.done is not None:
+            return building.done
         state, checkpoints = building.dir / "state", building.dir / "checkpoints"
         state.mkdir(exist_ok=True)
         checkpoints.mkdir(exist_ok=True)
         ctx = StageContext(rng=derive_rng(seed, "fit", scorer.name), seed=seed, state_dir=state,
                            checkpoint_dir=checkpoints, log=log, scores=score_columns(pool, deps))
-        with CostMeter() as cost:
+        with CostMeter() as cost, plugin_call("scorer", scorer.name, "in fit"):
             scorer.fit(pool, ctx)
         shutil.rmtree(checkpoints, ignore_errors=True)
         for path in sorted(p for p in state.rglob("*") if p.is_file()):

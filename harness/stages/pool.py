@@ -32,6 +32,8 @@ def register_pool(store: Store, pool: Pool, label: str | None = None) -> Artifac
             write_json_atomic(existing.path / LOCATION, {"pool_root": str(pool.root.resolve())})
         return existing
     with store.build("pools", label, key, inputs) as building:
+        if building.done is not None:  # another command registered it while this one waited
+            return building.done
         report = check_pool(pool)
         uids = pool.all_uids()
         atomic_save_npy(building.dir / "uids.npy", uids)

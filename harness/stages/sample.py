@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from filterbench.harness.contract import Budget, Sampler, ScoreTable
-from filterbench.harness.errors import PluginError, StoreError
+from filterbench.harness.errors import PluginError, StoreError, plugin_call
 from filterbench.harness.invariants import check_counts
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.provenance import CostMeter
@@ -109,7 +109,9 @@ def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], 
                seed: int = 0, plugins: Plugins | None = None) -> Artifact:
     """Run ``sampler`` on the score artifacts' columns; reuse a completed selection with the same key."""
     plugins = plugins or get_plugins()
+    store.consume(*score_artifacts)  # a score part edited after completion must not reach a selection
     pool_artifact = pool_of(store, score_artifacts)
+    store.consume(pool_artifact)
     pool_size = int(pool_artifact.manifest["size"])
     budget = budget or Budget(samples_seen=pool_size, segments=5, pool_size=pool_size)
     if budget.pool_size != pool_size:
@@ -123,12 +125,15 @@ def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], 
     if done is not None:
         return done
     with store.build("selections", sampler.name, key, inputs) as building:
+        if building.done is not None:
+            return building.done
         scratch = building.dir / "scratch"  # memory-mapped score columns, removed before the folder completes
         try:
             with CostMeter() as cost:
                 table = load_score_table(score_artifacts, pool_artifact, scratch)
                 _check_columns(sampler, table)
-                counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
+                with plugin_call("sampler", sampler.name, f"on {len(table):,} uids"):
+                    counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
                 counts = check_counts(counts, sampler, budget)
                 _write_selection(building, counts, table.uids)
         finally:

@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filterbench.harness.atomic import publish, temporary_path
 from filterbench.harness.contract import PoolBatch, Scorer, StageContext, input_prefixes
-from filterbench.harness.errors import PluginError
+from filterbench.harness.errors import PluginError, plugin_call
 from filterbench.harness.executor import run_units
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.pool import Pool, ShardInfo
@@ -66,6 +67,8 @@ def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: 
     # the fit is its own artifact (and its own compute), built before the score stage's meter starts
     fit = run_fit(store, pool, scorer, pool_artifact.key, deps, seed, plugin) if scorer.has_fit else None
     with store.build("scores", scorer.name, key, inputs) as building:
+        if building.done is not None:  # another command finished it while this one waited
+            return building.done
         job = _ShardJob(scorer, pool, building, seed, deps)
         if fit is not None:
             copy_state(fit, building.dir / "fit")
@@ -85,7 +88,8 @@ def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
     scorer = job.scorer
     ctx = StageContext(rng=derive_rng(job.seed, "score", scorer.name, shard.stem), seed=job.seed,
                        state_dir=job.building.dir / "fit", log=log, shard_index=shard.offset)
-    scorer.setup(ctx)
+    with plugin_call("scorer", scorer.name, f"in setup on shard {shard.stem}"):
+        scorer.setup(ctx)
     batch = job.pool.batches(scorer.needs, shard)
     for dep, prefix in zip(job.deps, dep_prefixes(job.deps)):
         batch.scores.update(read_part_columns(dep, shard.stem, prefix))
@@ -105,7 +109,8 @@ def _score_in_batches(scorer: Scorer, batch: PoolBatch, ctx: StageContext) -> di
     pieces: dict[str, list[np.ndarray]] = {c: [] for c in outputs}
     for start in range(0, max(n, 1), step):
         piece = _slice(batch, start, min(n, start + step))
-        result = scorer.score_batch(piece, ctx)
+        with plugin_call("scorer", scorer.name, f"on shard {batch.shard}"):
+            result = scorer.score_batch(piece, ctx)
         for column, values in _check_output(scorer, result, piece).items():
             pieces[column].append(values)
     return {c: np.concatenate(v) if v else np.zeros(0, np.float32) for c, v in pieces.items()}
@@ -160,14 +165,12 @@ def has_image(images) -> np.ndarray:
 
 
 def _write_part(path, uids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     table = pa.table({"uid": pa.array(uids.astype(str), pa.string()),
                       **{c: pa.array(v, pa.float32()) for c, v in columns.items()}})
     pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def read_part_columns(artifact: Artifact, stem: str, prefix: str | None = None) -> dict[str, np.ndarray]:

@@ -95,6 +95,7 @@ def run_train(store: Store, selection: str | Artifact, scale: ResolvedScale, *, 
     if launcher == "inprocess" and nproc != 1:
         raise TrainError("the in-process launcher runs one process; use --launcher torchrun for --nproc > 1")
     selection = selection if isinstance(selection, Artifact) else store.find(selection, kind="selections")
+    store.consume(selection)
     if not isinstance(scale, ResolvedScale):
         raise TrainError(f"run_train needs a resolved scale (filterbench.harness.scales.resolve_scale), "
                          f"not {scale!r}")
@@ -115,6 +116,8 @@ def run_train(store: Store, selection: str | Artifact, scale: ResolvedScale, *, 
                "overrides": scale.overrides_dict(),
                "seed": seed, "budget": budget, "world": world, "launcher": launcher}
     with store.build("train", label, key, inputs) as building:
+        if building.done is not None:
+            return building.done
         if not (building.dir / DONE_MARKER).exists():
             with _cost(building, "prepare"):
                 spec = _prepare(store, building, context, workers or min(4, os.cpu_count() or 1), count_fed,
@@ -162,6 +165,7 @@ def _prepare(store: Store, building: Building, ctx: dict, workers: int, count_fe
              stop_at_epoch: int | None, progress: bool) -> LaunchSpec:
     selection, budget = ctx["selection"], ctx["budget"]
     pool_artifact = store.find(selection.manifest["pool_key"], kind="pools")
+    store.consume(pool_artifact)
     pool_uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False)
     shards_dir = pool_shards_dir(pool_artifact)
     tars = resharder.index_pool(building, shards_dir, _parallel(workers, pool_uids.size), progress)

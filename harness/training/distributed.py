@@ -47,16 +47,60 @@ def run_command(command: list[str], log_path: Path, threads: int | None = 1) -> 
     """Run a launch command with the training environment; its output goes to ``log_path``.
 
     Raises:
-        TrainError: when it exits non-zero (the message carries the log's last lines).
+        TrainError: when it exits non-zero (one line: the log's path and last line).
     """
     env = {**os.environ, **training_env(threads)}
     with open(log_path, "ab") as log:
         log.write(f"$ {shlex.join(command)}\n".encode())
         log.flush()
-        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        code = run_in_group(command, env, log)
     if code != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-15:]
-        raise TrainError(f"training exited with status {code}; last lines of {log_path}:\n" + "\n".join(tail))
+        tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        raise TrainError(f"training exited with status {code}; see {log_path} (last line: "
+                         f"{tail[0].strip() if tail else '-'})")
+
+
+def run_in_group(command: list[str], env: dict[str, str], log) -> int:
+    """Run ``command`` (torchrun, a launcher) with its output in ``log`` and return its exit status.
+
+    No process it starts outlives this one: it runs in its own process group, which an exception while waiting
+    (Ctrl-C, or SIGTERM/SIGHUP that the CLI turns into one) stops as a whole; and if this process dies outright
+    (SIGKILL), Linux sends the group leader SIGTERM (``PR_SET_PDEATHSIG``), which torchrun forwards to its ranks.
+    """
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=_term_with_parent)
+    try:
+        return process.wait()
+    except BaseException:
+        _stop_group(process)
+        raise
+
+
+def _term_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (kept across exec; best effort off Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG (linux/prctl.h)
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_group(process: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM the launcher's process group (torchrun forwards it to its ranks), then SIGKILL what is left."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @dataclass

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filterbench.harness.atomic import publish
 from filterbench.harness.executor import run_units
 from filterbench.harness.store import Building, write_json_atomic
 from filterbench.harness.training import tarformat
@@ -131,8 +132,8 @@ def _write_shard(root: Path, unit: ShardUnit, rows: np.ndarray, copies: np.ndarr
         os.fsync(handle.fileno())
     index_tmp = root / f"{unit.idx}.tmp-{os.getpid()}.npy"
     np.save(index_tmp, np.asarray(offsets, dtype=np.int64))
-    os.replace(tmp, target)
-    os.replace(index_tmp, root / unit.idx)
+    publish(tmp, target)
+    publish(index_tmp, root / unit.idx)
 
 
 def read_samples(table: SampleTable, rows: np.ndarray) -> dict[int, list[tuple[str, bytes]]]:

@@ -69,10 +69,12 @@ def _as_arrays(path: Path, samples: dict[str, dict]) -> dict[str, np.ndarray]:
 
 
 def save_index(path: Path, index: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    from filterbench.harness.atomic import publish, temporary_path
+
+    tmp = temporary_path(path)
     with open(tmp, "wb") as handle:
         np.savez(handle, **index)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 @dataclass

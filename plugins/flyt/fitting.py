@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from filterbench.harness.contract import StageContext
 from filterbench.harness.errors import PluginError
+from filterbench.harness.training.distributed import run_in_group
 
 WORKER_MODULE = "filterbench.plugins.flyt.worker"
 
@@ -167,7 +167,7 @@ def launch_torchrun(spec, processes: int, work: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "HF_HUB_OFFLINE": "1"}
     log_path = work / "torchrun.log"
     with open(log_path, "ab") as log:
-        code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        code = run_in_group(command, env, log)  # no rank outlives an interrupted or killed fit
     if code != 0:
         tail = " | ".join(log_path.read_text(errors="replace").splitlines()[-5:])
         raise PluginError(f"FLYT fit under torchrun exited with status {code} (see {log_path}): {tail}")

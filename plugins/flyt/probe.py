@@ -126,9 +126,12 @@ def _common(func):
                         help="A pool inside a world (world:b32 reference, world:downstream set).")(func)
     func = click.option("--column", default="clip_l14_similarity_score", show_default=True,
                         help="Pool metadata column defining the direction z.")(func)
-    func = click.option("--steps", default=30, show_default=True)(func)
-    func = click.option("--batch", default=256, show_default=True)(func)
-    return click.option("--seed", default=0, show_default=True)(func)
+    from filterbench.harness.cli.common import COUNT, SEED, one_line_errors
+
+    func = click.option("--steps", default=30, type=COUNT, show_default=True)(func)
+    func = click.option("--batch", default=256, type=COUNT, show_default=True)(func)
+    func = click.option("--seed", default=0, type=SEED, show_default=True)(func)
+    return one_line_errors(func)  # a harness error (no such world asset, bad pool) is one line, exit 2
 
 
 @probe_group.command("lookahead")

@@ -9,8 +9,10 @@ Workload: the nano default world's B/32-role reference model (``nano-ref-b32``: 
 32 px images; text 2 x 64) and its downstream set; ``FILTERBENCH_BENCH_WORLD`` names a built default world
 (else it is built, ~8 minutes).  Each benchmark times single training steps (upstream batch B, downstream
 batch 3B/4, as the nano recipe's 256/192) after one warm-up step; ``extra_info`` holds the CPU seconds per step
-and per upstream sample.  The target asserted: the nano recipe's step (B = 256) stays under 2.5 s of CPU, so
-its 400-step fit stays under ~17 minutes of one core even on a shared machine (measured ~1.2 s idle).
+and per upstream sample.  The targets asserted: the nano recipe's step (B = 256) stays under 2.5 s of CPU, so
+its 400-step fit stays under ~17 minutes of one core even on a shared machine (measured ~1.2 s idle), and no
+batch size costs more than ``MAX_MS_PER_ROW`` ms of CPU per upstream row (measured 5.0-7.6: the step is linear
+in B, so a regression that grows with the batch fails at every size).
 On a GPU the same code runs with ``device=cuda``; no GPU was lent when this was measured (docs/performance.md).
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 import pytest
 
 BATCHES = (64, 128, 256, 512)
+MAX_MS_PER_ROW = 12.0
 
 
 @pytest.fixture(scope="module")
@@ -72,5 +75,6 @@ def test_bench_flyt_step(benchmark, world, tmp_path, batch):
     per_step = float(np.median(cpu))
     benchmark.extra_info.update({"cpu_s_per_step": per_step, "cpu_ms_per_upstream_sample": 1000 * per_step / batch,
                                  "load_avg_1m": os.getloadavg()[0]})
+    assert 1000 * per_step / batch < MAX_MS_PER_ROW, per_step
     if batch == 256:
         assert per_step < 2.5, per_step

@@ -11,6 +11,10 @@ world's 8,000 images (32x32 JPEG): tar reads, JPEG decode, open_clip preprocessi
 the cosine, parquet parts.  The floor is what the stage cannot avoid on a CPU: reading the same images' bytes
 from the same tars and decoding them to RGB (``decode_floor``).  ``extra_info`` holds images/s of each
 configuration (from the stage's manifest, ``throughput.images_per_s``) and its ratio to the floor.
+
+Targets asserted (docs/methods/dfn.md measured 1,279-1,821 images/s and floor ratios of 4.8-6.8 on a shared
+2-core machine): every configuration scores at least ``MIN_IMAGES_PER_S`` images/s, and stays within
+``MAX_FLOOR_RATIO`` times the read-and-decode floor (the harness's own overhead around the model is bounded).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import pytest
 pytestmark = pytest.mark.benchmark(group="pixel path")
 ROUNDS = int(os.environ.get("FILTERBENCH_BENCH_ROUNDS", "2"))
 FLOOR: dict[str, float] = {}
+MIN_IMAGES_PER_S = 400  # a third of the slowest idle-ish rate; 617-828 measured with every core busy
+MAX_FLOOR_RATIO = 15
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +82,7 @@ def test_pixel_path(benchmark, pool, tmp_path_factory, batch_size, workers):
     benchmark.extra_info.update(images_per_s=round(rate, 1), batch_size=batch_size, workers=workers,
                                 decode_s=manifests[-1][0]["unit_stats"]["decode_s"],
                                 model_s=manifests[-1][0]["unit_stats"]["model_s"])
+    assert rate >= MIN_IMAGES_PER_S, f"{rate:.0f} images/s"
     for manifest, wall in manifests:
         assert manifest["throughput"]["images"] == pool.size and manifest["throughput"]["missing_images"] == 0
         # the manifest's rate is images over the score stage's own wall time (the fit is its own artifact)
@@ -85,4 +92,4 @@ def test_pixel_path(benchmark, pool, tmp_path_factory, batch_size, workers):
     if FLOOR:
         ratio = FLOOR["images_per_s"] / rate
         benchmark.extra_info["floor_ratio"] = round(ratio, 2)
-        assert ratio > 1, "the full pixel path cannot beat reading and decoding alone"
+        assert 1 < ratio < MAX_FLOOR_RATIO, f"the pixel path runs at 1/{ratio:.1f} of the decode floor"

@@ -6,7 +6,10 @@ Skipped by the default run (``--benchmark-skip``).  Run on an otherwise idle mac
         --benchmark-json=bench-training.json
 
 ``extra_info`` of each benchmark holds every run's wall and CPU seconds and load average, and the overheads
-``harness / direct - 1`` of the mean wall and CPU seconds.
+``harness / direct - 1`` of the mean wall and CPU seconds.  The goal is a CPU overhead of at most 5%
+(measured +0.4% in the subset mode, -17% in the multiset mode, whose planned loader is cheaper than
+open_clip's); the test asserts at most ``MAX_CPU_OVERHEAD`` = 10%, since single runs on a shared machine vary by
+a few percent in CPU seconds (wall seconds vary by 30% and are not asserted).
 
 The shards come from the train stage itself (``--launcher slurm`` prepares data and the launch spec without
 training), for a subset selection (half of a fabricated 8,192-uid pool) and a multiset one.  Each round starts a
@@ -37,6 +40,7 @@ import pytest
 
 SCALE = os.environ.get("FILTERBENCH_BENCH_SCALE", "nano-xs")
 ROUNDS = int(os.environ.get("FILTERBENCH_BENCH_ROUNDS", "2"))
+MAX_CPU_OVERHEAD = 0.10
 
 DIRECT = """
 import functools, sys, webdataset, open_clip, open_clip_train.data
@@ -142,6 +146,7 @@ def test_training_overhead(benchmark, prepared, mode):
         "scale": SCALE, "mode": mode, "samples_per_run": _samples_fed(), "runs": runs,
         "overhead_wall": round(mean["harness"]["wall_s"] / mean["direct"]["wall_s"] - 1, 4),
         "overhead_cpu": round(mean["harness"]["cpu_s"] / mean["direct"]["cpu_s"] - 1, 4)})
+    assert benchmark.extra_info["overhead_cpu"] <= MAX_CPU_OVERHEAD, benchmark.extra_info
 
 
 def _samples_fed() -> int:

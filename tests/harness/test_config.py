@@ -74,7 +74,7 @@ def test_one_override_syntax_on_every_command(tiny_pool, workdir):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "0"], "--seeds must be at least 1, not 0"),
+    (["--seeds", "0"], "Invalid value for '--seeds': 0 is not in the range x>=1"),
     (["--evalsets", "/no/such/evalsets"], "evalsets: /no/such/evalsets is not a folder"),
     (["-o", "no_such_knob=1"], "scale 'nano-xs': unknown setting(s) ['no_such_knob']"),
 ])

@@ -1,7 +1,5 @@
 """Entry-point discovery, isolation of broken plugins, duplicates and "did you mean"."""
 
-import textwrap
-
 import pytest
 
 from filterbench.harness.errors import PluginError
@@ -33,29 +31,16 @@ def register_scorers(register):
 '''
 
 
-def _install_dist(root, dist, module, source, entry_name=None):
-    """Make an importable module plus a dist-info that declares it under the `filterbench` entry-point group."""
-    (root / f"{module}.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[filterbench]\n{entry_name or module} = {module}\n")
-
-
 @pytest.fixture()
-def site(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    importlib.invalidate_caches()
-    return tmp_path
+def site(plugin_site):
+    return plugin_site
 
 
 def test_out_of_tree_plugin_is_found_and_runs(site, tiny_pool, store):
     from filterbench.harness.pool import Pool
     from filterbench.harness.stages.score import run_score
 
-    _install_dist(site, "fb-caption-words", "fb_caption_words", OUT_OF_TREE)
+    site("fb-caption-words", "fb_caption_words", OUT_OF_TREE)
     plugins = Plugins()
     assert "caption_words" in plugins.scorers and "clip_score" in plugins.scorers
     assert plugins.infos["fb_caption_words"].distribution == "fb-caption-words"
@@ -69,7 +54,7 @@ def test_out_of_tree_plugin_is_found_and_runs(site, tiny_pool, store):
 
 
 def test_broken_plugin_is_listed_and_fatal_only_when_needed(site, monkeypatch):
-    _install_dist(site, "fb-broken", "fb_broken", "raise ImportError('no module named torchvision_v99')\n")
+    site("fb-broken", "fb_broken", "raise ImportError('no module named torchvision_v99')\n")
     plugins = Plugins()
     assert "ImportError: no module named torchvision_v99" in plugins.infos["fb_broken"].error
     assert "clip_score" in plugins.scorers  # the others still load
@@ -83,7 +68,7 @@ def test_broken_plugin_is_listed_and_fatal_only_when_needed(site, monkeypatch):
 
 def test_duplicate_names_name_both_owners(site):
     source = OUT_OF_TREE.replace('name = "caption_words"', 'name = "clip_score"')
-    _install_dist(site, "fb-dup", "fb_dup", source)
+    site("fb-dup", "fb_dup", source)
     with pytest.raises(PluginError, match=r"duplicate scorer name 'clip_score': registered by plugin '(clip_score|fb_dup)' "
                                           r"and again by plugin '(clip_score|fb_dup)'"):
         Plugins().scorers

@@ -117,3 +117,59 @@ def test_unreadable_npz_is_named_in_the_key_error(tiny_pool, tmp_path):
     pool.shards[1].npz.write_bytes(b"not a zip")
     with pytest.raises(PoolError, match=rf"{pool.shards[1].stem}\.npz: unreadable or truncated npz sidecar"):
         Pool(pool.root).key()
+
+
+def _member_boundaries(tar_path):
+    import tarfile
+
+    with tarfile.open(tar_path) as tar:
+        return [member.offset for member in tar]
+
+
+def test_deep_check_refuses_a_tar_truncated_on_a_member_boundary(tiny_pool, tmp_path):
+    """Issue 19.5: a tar cut on a 512-byte boundary read as a shorter valid archive; deep check said nothing."""
+    from click.testing import CliRunner
+
+    from filterbench.harness.cli import cli
+
+    pool = _copy(tiny_pool, tmp_path)
+    tar = sorted(pool.shards_dir.glob("*.tar"))[0]
+    cut = _member_boundaries(tar)[-9]  # before the last samples' headers: a multiple of 512
+    assert cut % 512 == 0
+    tar.write_bytes(tar.read_bytes()[:cut])
+    with pytest.raises(PoolError, match=rf"{tar.name}: truncated tar \(no end-of-archive marker"):
+        check_pool(Pool(pool.root), deep=True)
+    result = CliRunner().invoke(cli, ["pool", "check", str(pool.root), "--deep"])
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1].startswith(f"error: {tar}: truncated")
+
+
+def test_deep_check_compares_each_tar_with_its_stats_and_the_metadata(tiny_pool, tmp_path):
+    import io
+    import json
+    import tarfile
+
+    pool = _copy(tiny_pool, tmp_path)
+    first, second = sorted(pool.shards_dir.glob("*.tar"))[:2]
+    stats = first.with_name(f"{first.stem}_stats.json")
+    original = stats.read_text()
+    stats.write_text(json.dumps({**json.loads(original), "successes": 7}))
+    with pytest.raises(PoolError, match=rf"{first.name}: \d+ samples in the tar but {first.stem}_stats.json "
+                                        r"reports 7 successes"):
+        check_pool(Pool(pool.root), deep=True)
+    stats.write_text(original)
+    with tarfile.open(second) as tar:  # a whole, well-formed tar that holds a uid of no metadata parquet
+        members = [(m, tar.extractfile(m).read()) for m in tar]
+    foreign = "f" * 32
+    with tarfile.open(second, "w") as tar:
+        for member, data in members:
+            if member.name.endswith(".json"):
+                data = json.dumps({**json.loads(data), "uid": foreign}).encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(PoolError, match=rf"{second.name}: uid {foreign} is in the tar but in no metadata parquet"):
+        check_pool(Pool(pool.root), deep=True)
+    second.unlink()
+    second.with_name(f"{second.stem}_stats.json").unlink()
+    with pytest.raises(PoolError, match=r"shards: the tars' _stats.json files count \d+ rows attempted but the "
+                                        r"metadata has 600 rows"):
+        check_pool(Pool(pool.root), deep=True)

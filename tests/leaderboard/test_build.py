@@ -147,11 +147,13 @@ def test_ties_missing_scores_and_single_seeds(fake_record, records_dir, no_refer
 
 
 def test_a_seed_missing_a_group_leaves_the_mean_empty(fake_record, records_dir, no_reference, tmp_path):
+    # (the Average covers every scored task, so a seed missing ImageNet has no Average either: DataComp's rule,
+    # which the board checks by recomputing each record's groups from its task metrics)
     write_record(fake_record(seed=0, groups={"ImageNet": 0.05, "Average": 0.2}), records_dir)
-    write_record(fake_record(seed=1, groups={"ImageNet": None, "Average": 0.2}), records_dir)
+    write_record(fake_record(seed=1, groups={"ImageNet": None, "Average": None}), records_dir)
     paths = build_leaderboard(records_dir, tmp_path / "o", reference_csv=no_reference)
     row = next(iter(_rows(paths[1]).values()))
-    assert row["imagenet_mean"] == "" and row["average_mean"] == "0.200000" and row["n_seeds"] == "2"
+    assert row["imagenet_mean"] == "" and row["average_mean"] == "" and row["n_seeds"] == "2"
 
 
 def test_unofficial_runs_are_a_separate_section(fake_record, records_dir, no_reference, tmp_path):
@@ -251,3 +253,45 @@ def test_committed_board_is_fresh():
     """Rebuilding from the committed records reproduces the committed files byte for byte."""
     stale = check_leaderboard()
     assert stale == [], f"stale: {stale}; run `filterbench leaderboard build` and commit the result"
+
+
+def test_csv_cells_that_start_like_a_formula_are_neutralised(fake_record, records_dir, no_reference, tmp_path):
+    """Issue 19.8: CSV cells starting with =, +, - or @ were written as they are (spreadsheet formula injection)."""
+    hostile = ['=HYPERLINK("http://x.invalid","click")', "+1+1", "-2+3", "@SUM(A1:A9)"]
+    for i, recipe in enumerate(hostile):
+        write_record(fake_record(recipe=recipe, groups={"ImageNet": 0.01 * (i + 1), "Average": -0.5 + 0.01 * i},
+                                 overrides={"=cmd": 1}, official=False), records_dir)
+    csv_path = build_leaderboard(records_dir, tmp_path / "o", reference_csv=no_reference)[1]
+    rows = list(csv.DictReader(io.StringIO(csv_path.read_text())))
+    assert sorted(r["recipe"] for r in rows) == sorted("'" + name for name in hostile)
+    assert all(r["overrides"] == "'=cmd" for r in rows)
+    assert {r["average_mean"] for r in rows} == {"-0.500000", "-0.490000", "-0.480000", "-0.470000"}  # numbers stay
+    for row in rows:
+        assert not any(str(cell).startswith(("=", "+", "@")) for cell in row.values()), row
+
+
+def test_records_of_ones_own_task_list_are_checked_against_it(fake_record, records_dir, no_reference, tmp_path,
+                                                              monkeypatch):
+    """The board recomputes every record's groups from its task list, so it must find that file: a task list of
+    one's own is refused by default, naming the way to add its folder, and checked once added."""
+    import shutil
+
+    from filterbench.harness.cli import cli
+    from filterbench.harness.evaluation import tasklist as tasklists
+    from filterbench.leaderboard import declarations
+
+    record = fake_record(recipe="mine", official=False)
+    write_record(record, records_dir)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(declarations._tasklists_by_sha(declarations.tasklist_dirs())[record["tasklist"]["sha256"]], mine)
+    monkeypatch.setattr(declarations, "TASKLIST_DIRS", declarations.TASKLIST_DIRS[:-1])  # not the fake folder
+    monkeypatch.setattr(tasklists, "_search_dirs", list(tasklists._search_dirs))  # forget --tasklists afterwards
+    common = ["leaderboard", "build", "--records", str(records_dir), "--out", str(tmp_path / "out"),
+              "--reference", str(no_reference)]
+    refused = CliRunner().invoke(cli, common)
+    assert refused.exit_code == 2 and "its groups cannot be checked (add its folder with --tasklists)" in \
+        refused.output, refused.output
+    built = CliRunner().invoke(cli, [*common, "--tasklists", str(mine)])
+    assert built.exit_code == 0, built.output
+    assert "mine" in (tmp_path / "out" / "LEADERBOARD.md").read_text()

@@ -163,3 +163,38 @@ def test_a_rerun_replaces_the_earlier_record_of_the_same_run(fake_record, record
     assert second != first and not first.exists() and other_seed.exists()
     loaded = load_records(records_dir)
     assert len(loaded) == 2 and next(r for r in loaded if r.seed == 0).keys.eval == "d" * 16
+
+
+def _forge(path, change):
+    """Edit a record and recompute its digest, as anyone who can run make_record can."""
+    data = json.loads(path.read_text())
+    change(data)
+    data["digest"] = record_digest(data)
+    path.write_text(json.dumps(data, indent=1))
+
+
+def test_a_forged_group_with_a_recomputed_digest_is_refused(records_dir):
+    """Issue 19.8: a committed record with a forged Average and a recomputed digest ranked first."""
+    import shutil
+
+    from filterbench.leaderboard.records import DEFAULT_RECORDS_DIR
+
+    source = sorted((DEFAULT_RECORDS_DIR / "nano").glob("no_filter-seed0-*.json"))[0]  # a real run's record
+    (records_dir / "nano").mkdir()
+    path = records_dir / "nano" / source.name
+    shutil.copy(source, path)
+    assert len(load_records(records_dir)) == 1
+    _forge(path, lambda d: d["groups"].__setitem__("Average", 0.99))
+    read_record(path)  # the digest alone no longer catches it ...
+    with pytest.raises(RecordError, match=rf"{path.name}: group 'Average' is 0.99 but the record's task metrics "
+                                          r"give 0\.\d+ \(a forged or stale group score\)"):
+        load_records(records_dir)  # ... the board's recomputation does
+    shutil.copy(source, path)
+    _forge(path, lambda d: d.__setitem__("missing_tasks", []) or d["metrics"].__setitem__("nano/texture", None))
+    with pytest.raises(RecordError, match=r"group 'Average' is 0\.\d+ but the record's task metrics give None"):
+        load_records(records_dir)
+    shutil.copy(source, path)
+    _forge(path, lambda d: d["tasklist"].__setitem__("sha256", "cd" * 32))
+    with pytest.raises(RecordError, match=r"task list 'nano_v1' \(sha256 cdcdcdcdcdcd...\) is in none of .*"
+                                          r"its groups cannot be checked"):
+        load_records(records_dir)

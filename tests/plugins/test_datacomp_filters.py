@@ -8,12 +8,12 @@ hand-checked first-synset table for WordNet, and the parquet's ``clip_b32_simila
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
+import py3langid
 import pyarrow.parquet as pq
 import pytest
 import torch  # noqa: F401  (imported once here so forked workers do not each import it)
@@ -28,7 +28,6 @@ from filterbench.harness.stages.score import run_score
 from filterbench.harness.store import Store
 from filterbench.harness.testing import check_scorer, fabricate_pool
 
-py3langid = pytest.importorskip("py3langid")
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ("language", "datacomp_filters", "image_clusters", "negcliploss", "normsim", "chain_sampler",
@@ -130,16 +129,14 @@ def test_a_runs_scoring_compute_includes_the_scorers_it_consumed(pool, tmp_path)
 
 
 def test_text_based_equals_datacomp_rule(pool, tmp_path):
+    import timm  # a core dependency: it ships ImageNet-21k's synset list
     from filterbench.plugins.wordnet import WordNetError, find_wordnet_dir
 
-    timm = importlib.util.find_spec("timm")
-    if timm is None:
-        pytest.skip("timm not installed")
     try:
         find_wordnet_dir()
     except WordNetError:
         pytest.skip("WordNet 3.0 data not installed (apt-get install wordnet-base)")
-    ids_file = Path(timm.origin).parent / "data/_info/imagenet21k_goog_synsets.txt"
+    ids_file = Path(timm.__file__).parent / "data/_info/imagenet21k_goog_synsets.txt"
     in21k = {int(line.strip()[1:]) for line in ids_file.read_text().splitlines() if line.strip()}
     texts = read_pool(pool)["text"]
     is_en = english(texts)

@@ -53,7 +53,7 @@ def test_a_killed_fit_resumes_from_its_checkpoint_to_the_same_weights(micro_worl
         return original(self, phase, optimizer, step)
 
     monkeypatch.setattr(_cliptrain.Trainer, "_step", dying)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(PluginError, match="scorer 'dfn' failed in fit: RuntimeError: killed"):
         run_score(Store(tmp_path / "killed"), pool, DfnScorer(**FAST), progress=False)
     partial = next((tmp_path / "killed" / "fits").glob(".partial-*"))
     assert torch.load(partial / "checkpoints" / "latest.pt", weights_only=False)["step"] == 5
@@ -98,6 +98,20 @@ def test_a_users_checkpoint_skips_training(micro_world, tmp_path, layout):
     # the score is the cosine of the untouched model's embeddings
     reference = run_score(Store(tmp_path / "r"), Pool(micro_world / "pool"), DfnScorer(steps=0), progress=False)
     np.testing.assert_allclose(_score(artifact), _score(reference), atol=1e-6)
+
+
+def test_a_users_checkpoint_edited_after_the_fit_is_refused(micro_world, tmp_path):
+    """The fit only records a user's checkpoint (path, sha256): scoring with it again after it changed on disk
+    must fail naming the file, not score other weights under the same fit key."""
+    state = torch.load(micro_world / "models" / "micro.pt", weights_only=True)["state_dict"]
+    torch.save({"state_dict": state}, tmp_path / "dfn.pt")
+    params = {"model": "filterbench-micro-vit", "init": str(tmp_path / "dfn.pt"), "steps": 0}
+    store, pool = Store(tmp_path / "s"), Pool(micro_world / "pool")
+    first = run_score(store, pool, DfnScorer(**params), progress=False)
+    torch.save({"state_dict": {k: v + 1 for k, v in state.items()}}, tmp_path / "dfn.pt")
+    with pytest.raises(PluginError, match=r"dfn\.pt: the checkpoint changed since the dfn fit recorded"):
+        run_score(store, pool, DfnScorer(**params, batch_size=16), progress=False)  # same fit, a new score
+    assert run_score(store, pool, DfnScorer(**params), progress=False).path == first.path  # done: reused
 
 
 def test_bad_checkpoint_and_data_errors_are_one_line(micro_world, tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from filterbench.harness.contract import Budget
-from filterbench.harness.errors import ParamsError
+from filterbench.harness.errors import InvariantError, ParamsError
 from filterbench.harness.manager import Plugins
 from filterbench.harness.pool import Pool
 from filterbench.harness.poolwrite import write_npz
@@ -200,10 +200,14 @@ def test_gpu_require_fails_without_gpu(pool, tmp_path):
 
 # -- sampler -------------------------------------------------------------------------------------------------
 def test_sampler_conformance():
+    counts = check_sampler(DynamicsSampler(budget_mode="exact"), columns=[COLUMN])  # random floats: singletons
+    assert counts.shape == (5, 500) and counts.max() <= 1 and counts.any()
+    # the reference's rounding keeps no singleton cluster (r_c rounds to 0): an empty selection, which the
+    # harness refuses rather than train on nothing
+    with pytest.raises(InvariantError, match=r"sampler 'dynamics' \(mode schedule\) selected no uid of 500"):
+        check_sampler(DynamicsSampler(budget_mode="official"), columns=[COLUMN])
     for mode in ("official", "exact"):
         sampler = DynamicsSampler(budget_mode=mode)
-        counts = check_sampler(sampler, columns=[COLUMN])  # random floats: every value its own cluster
-        assert counts.shape == (5, 500) and counts.max() <= 1
         values = labels_of(zipf_sizes(30, largest=200))
         first = sampler({COLUMN: values}, Budget(len(values), 5, len(values)), 0)
         assert first.tobytes() == sampler({COLUMN: values}, Budget(len(values), 5, len(values)), 0).tobytes()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import py3langid
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -27,7 +28,6 @@ from filterbench.harness.stages.score import run_score
 from filterbench.harness.store import Store
 from filterbench.harness.testing import check_scorer, fabricate_pool
 
-py3langid = pytest.importorskip("py3langid")
 
 DIM = 16
 MODULES = ("language", "image_clusters", "chain_sampler", "clip_score", "basic_samplers")

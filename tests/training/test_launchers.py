@@ -89,3 +89,101 @@ def test_cli_errors_are_one_line(train_store, selections, args, message, tiny):
     result = CliRunner().invoke(train, [selections["subset"].key, "--scale", "nano-xs", "--workdir",
                                         str(train_store.root), *sets, *args])
     assert result.exit_code == 2 and message in result.output
+
+
+SPAWNER = """
+import subprocess, sys, time
+children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
+open(sys.argv[1], "w").write(" ".join(str(c.pid) for c in children))
+time.sleep(120)
+"""
+
+
+def test_an_interrupted_launch_stops_the_launcher_and_every_process_it_started(tmp_path):
+    """Issue 19.9: the ranks torchrun starts must not outlive an interrupted train stage (they are torchrun's
+    children, so killing torchrun alone would orphan them)."""
+    import signal
+    import sys
+    import time
+
+    from filterbench.harness.training.distributed import run_command
+
+    pids = tmp_path / "pids"
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt  # what Ctrl-C or the CLI's SIGTERM handler raises in the main thread
+
+    def alarm_once_started(signum, frame):
+        if not pids.exists() or not pids.read_text().strip():
+            return signal.setitimer(signal.ITIMER_REAL, 0.2)  # not yet: look again shortly
+        interrupt(signum, frame)
+
+    previous = signal.signal(signal.SIGALRM, alarm_once_started)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_command([sys.executable, "-c", SPAWNER, str(pids)], tmp_path / "log.txt")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    children = [int(pid) for pid in pids.read_text().split()]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in children):
+        time.sleep(0.1)
+    alive = [pid for pid in children if not _gone(pid)]
+    for pid in alive:  # never leave them running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "a process the launcher started outlived the interrupted stage"
+
+
+TORCHRUN_LIKE = """
+import signal, subprocess, sys, time
+children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in range(2)]
+def forward(signum, frame):  # what torchrun does with SIGTERM: stop its ranks, then exit
+    for child in children:
+        child.terminate()
+    sys.exit(143)
+signal.signal(signal.SIGTERM, forward)
+open(sys.argv[1], "w").write(" ".join(str(c.pid) for c in children))
+time.sleep(120)
+"""
+
+HOLDER = """
+import sys
+from filterbench.harness.training.distributed import run_in_group
+with open(sys.argv[3], "ab") as log:
+    run_in_group([sys.executable, "-c", sys.argv[1], sys.argv[2]], {}, log)
+"""
+
+
+def test_a_launch_whose_harness_process_is_killed_outright_stops_too(tmp_path):
+    """SIGKILL runs no cleanup code in the harness: the launched group leader must learn of it from Linux
+    (PR_SET_PDEATHSIG) and stop its ranks itself, as torchrun does on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, TORCHRUN_LIKE, str(pids), str(tmp_path / "log")])
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and pids.read_text().strip()):
+        assert holder.poll() is None and time.monotonic() < deadline, "the launch never started"
+        time.sleep(0.1)
+    holder.kill()
+    holder.wait()
+    children = [int(pid) for pid in pids.read_text().split()]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in children):
+        time.sleep(0.1)
+    alive = [pid for pid in children if not _gone(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "a rank outlived the killed harness process"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
