@@ -148,6 +148,7 @@ class Entry:
     seed_values: dict[str, dict[int, float]] = field(default_factory=dict)  # group -> seed -> score (paired)
     tasks: dict[str, Stat] = field(default_factory=dict)  # task key -> main metric over seeds
     declaration: RecipeDeclaration | None = None  # the recipe file's current version and resources
+    pool_keys: tuple[str, ...] = ()  # the pool artifacts its records were computed on (one, normally)
 
     @property
     def resources(self) -> str:
@@ -257,7 +258,8 @@ def _make_entry(records: list[Record], reference: dict, recipes_dir: Path) -> En
         oracle=oracle, clean_share=clean,
         seed_values={g: _seed_values(records, g) for g in order},
         tasks={t: summarize([r.metrics.get(t) for r in records]) for t in task_keys},
-        declaration=recipe_declaration(first.recipe.name, recipes_dir))
+        declaration=recipe_declaration(first.recipe.name, recipes_dir),
+        pool_keys=tuple(sorted({r.keys.pool for r in records})))
     published = reference.get((entry.recipe, entry.scale)) if entry.official else None
     if published:
         entry.published = {g: published[group_slug(g)] for g in order

@@ -164,9 +164,35 @@ def version_block(section: Section) -> Block | None:
     return block
 
 
+def pool_block(section: Section) -> Block | None:
+    """Which recipes ran on which build of the pool, when a section's records come from more than one.
+
+    A world rebuilt from the same seed is byte-identical only on the same kind of CPU and library versions; a
+    build on another machine gets another pool key (its stored features differ in the last bits), and its
+    trainings differ in rounding too.  Such records are still ranked together, so the board says so.
+    """
+    by_pool: dict[str, list[str]] = {}
+    for e in section.entries:
+        for key in e.pool_keys:
+            by_pool.setdefault(key, []).append(e.recipe)
+    if len(by_pool) < 2:
+        return None
+    block = Block("Pool builds", [[f"The records of this section come from {len(by_pool)} builds of the pool "
+                                   "(different pool keys: the same world rebuilt on machines whose float "
+                                   "kernels differ, or a different pool). Differences between recipes of "
+                                   "different builds include that difference; docs/leaderboard.md says how "
+                                   "large it was measured."]])
+    for key, recipes in sorted(by_pool.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        segments: Paragraph = [f"pool {key}: "]
+        for i, recipe in enumerate(recipes):
+            segments += ([", "] if i else []) + [Name(recipe)]
+        block.items.append(segments)
+    return block
+
+
 def section_blocks(section: Section, analysis: Analysis) -> list[Block]:
     """The blocks printed under a section's table, in order (none for an unofficial section)."""
-    blocks = [b for b in (version_block(section),) if b]
+    blocks = [b for b in (version_block(section), pool_block(section)) if b]
     if not section.official:
         return blocks
     blocks += [versus_block(section, analysis), resolving_block(analysis), pairwise_block(section, analysis),

@@ -295,3 +295,22 @@ def test_records_of_ones_own_task_list_are_checked_against_it(fake_record, recor
     built = CliRunner().invoke(cli, [*common, "--tasklists", str(mine)])
     assert built.exit_code == 0, built.output
     assert "mine" in (tmp_path / "out" / "LEADERBOARD.md").read_text()
+
+
+def test_records_from_two_pool_builds_are_named_under_the_table(fake_record, records_dir, no_reference, tmp_path):
+    def keys(recipe: str, pool: str) -> dict:
+        base = fake_record(recipe=recipe)["keys"]
+        return {**base, "pool": pool}
+
+    write_record(fake_record(recipe="on_first_build", keys=keys("on_first_build", "a" * 16)), records_dir)
+    write_record(fake_record(recipe="on_second_build", keys=keys("on_second_build", "b" * 16)), records_dir)
+    md = build_leaderboard(records_dir, tmp_path / "two", reference_csv=no_reference)[0].read_text()
+    assert "come from 2 builds of the pool" in md
+    assert f"- pool {'a' * 16}: {md_escape('on_first_build')}" in md
+    assert f"- pool {'b' * 16}: {md_escape('on_second_build')}" in md
+
+    same = tmp_path / "same"
+    write_record(fake_record(recipe="x", keys=keys("x", "a" * 16)), same)
+    write_record(fake_record(recipe="y", keys=keys("y", "a" * 16)), same)
+    md = build_leaderboard(same, tmp_path / "one", reference_csv=no_reference)[0].read_text()
+    assert "builds of the pool" not in md
