@@ -16,12 +16,14 @@ import os
 import random
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 from filterbench.harness import faults
 from filterbench.harness.contract import Needs, Params, Scorer
@@ -68,6 +70,10 @@ def _in_child(work: Callable[[], None], kill_at: int | None = None, kill_after_s
     Returns the child's exit code (-9 when killed)."""
 
     def child() -> None:
+        # tqdm's write lock is a multiprocessing lock shared with the parent across fork: a child SIGKILLed while
+        # drawing a progress bar would leave it held and hang the parent's next bar.  A real user's kill ends the
+        # whole process, so only this harness shares it; the child takes a lock of its own.
+        tqdm.set_lock(threading.RLock())
         if kill_at is not None:
             faults.arm(kill_at)
         work()
