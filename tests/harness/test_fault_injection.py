@@ -235,6 +235,7 @@ def train_prepare(tiny_pool, tmp_path):
     from filterbench.harness.pool import Pool
     from filterbench.harness.stages.sample import run_sample
     from filterbench.harness.stages.score import run_score
+    from filterbench.harness.scales import resolve_scale
     from filterbench.harness.stages.train import run_train
 
     base = Store(tmp_path / "base")
@@ -248,7 +249,7 @@ def train_prepare(tiny_pool, tmp_path):
         shutil.copytree(base.root, store.root, ignore=shutil.ignore_patterns(".locks"))
 
     def run(store: Store) -> Path:
-        script = run_train(store, selection.key, "nano-xs", overrides=tiny, launcher="slurm", workers=1)
+        script = run_train(store, selection.key, resolve_scale("nano-xs", tiny), launcher="slurm", workers=1)
         return Path(script).parent  # the partial folder, prepared and waiting for sbatch
 
     return prepare, run
