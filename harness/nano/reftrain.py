@@ -27,13 +27,14 @@ import numpy as np
 
 from filterbench.harness.nano.refmodels import register_models, to_tensor
 from filterbench.harness.nano.world import RefTraining
+from filterbench.harness.librarylogs import expected_random_init
 from filterbench.harness.seeding import derive_int_seed, derive_rng
 
 AUX_WEIGHT = 0.5  # weight of the auxiliary heads against the contrastive loss
 # The DINOv2-role model's class head outweighs its view-contrastive term: with the contrastive term leading,
 # its clusters followed colour and scene (10-NN class purity 0.24 on the v1 world) and DynamiCS, which needs
 # concept clusters, had nothing to work with; at weight 5 the class signal leads and the views still spread
-# the embedding (purity about 0.5, session 7 probes in docs/nano.md)
+# the embedding (purity about 0.5; the probes: docs/changelog.md, 2026-11-22)
 DINO_AUX_WEIGHT = 5.0
 HEAD_WEIGHTS = {"cls": 1.0, "position": 1.5, "texture": 1.0, "other": 0.5}  # the hardest attributes weigh the most
 HEAD_SCALE = 10.0  # inverse temperature of the prototype heads' cosine logits
@@ -136,7 +137,8 @@ def train_reference(role: str, spec: RefTraining, images: np.ndarray, captions: 
     from open_clip_train.scheduler import cosine_lr
 
     register_models()
-    model = open_clip.create_model(spec.model)
+    with expected_random_init():  # a reference model is trained from scratch on purpose
+        model = open_clip.create_model(spec.model)
     model.train()
     x = to_tensor(images)
     heads = _Heads(torch, model.visual.output_dim, labels, DINO_HEADS if role == "dino" else tuple(labels))
