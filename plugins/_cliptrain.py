@@ -306,3 +306,21 @@ def save_state_dict(state: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def read_state_dict(path: Path) -> dict:
+    """A checkpoint's flat state dict: unwraps ``{"state_dict": ...}`` and a DDP ``module.`` prefix (when every
+    key carries it).  An unreadable file or anything but a dict fails in one line naming the file."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PluginError(f"{path}: not a loadable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise PluginError(f"{path}: expected a state dict (or a dict with 'state_dict'), got {type(state).__name__}")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state

@@ -118,11 +118,9 @@ def _released(scorer, meta: dict):
 
 
 def _embed_dim(path: Path) -> int:
-    import torch
+    from filterbench.plugins._cliptrain import read_state_dict
 
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    state = data.get("state_dict", data)
-    weight = state.get("glu_model.layers.0.w1.weight", state.get("module.glu_model.layers.0.w1.weight"))
+    weight = read_state_dict(path).get("glu_model.layers.0.w1.weight")
     if weight is None:
         raise PluginError(f"{path}: no glu_model.layers.0.w1.weight (not a FLYT scoring checkpoint)")
     return int(weight.shape[1]) // 2

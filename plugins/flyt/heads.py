@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from filterbench.harness.errors import PluginError
+from filterbench.plugins._cliptrain import read_state_dict
 
 log = logging.getLogger("filterbench.flyt")
 #: the column order of the released mflyt.pt (flyt.md section 3)
@@ -75,18 +76,6 @@ class Mixer(nn.Module):
         return [float(w) for w in self.layers[0].weight.detach().reshape(-1)]
 
 
-def _state_dict(path: Path) -> dict:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PluginError(f"{path}: not a loadable torch checkpoint ({type(exc).__name__}: {exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict):
-        raise PluginError(f"{path}: expected a state dict (or a dict with 'state_dict'), got {type(data).__name__}")
-    return {k.removeprefix("module."): v for k, v in data.items()}
-
-
 def load_released_head(path: Path, embed_dim: int) -> GluHead:
     """The head of a released FLYT scoring checkpoint (``flyt.pt``: the frozen base's and the head's weights).
 
@@ -94,7 +83,7 @@ def load_released_head(path: Path, embed_dim: int) -> GluHead:
     12), while DataComp's stored B/32 features come from OpenAI's QuickGELU model; scoring the stored features
     with this head is therefore close to, not identical with, the released pipeline: a warning says so.
     """
-    state = {k[len("glu_model."):]: v for k, v in _state_dict(path).items() if k.startswith("glu_model.")}
+    state = {k[len("glu_model."):]: v for k, v in read_state_dict(path).items() if k.startswith("glu_model.")}
     if not state:
         raise PluginError(f"{path}: no glu_model.* weights (not a FLYT scoring checkpoint)")
     head = GluHead(embed_dim)
@@ -110,7 +99,7 @@ def load_released_head(path: Path, embed_dim: int) -> GluHead:
 
 def load_released_mixer(path: Path, k: int) -> Mixer:
     """The mixing weights of a released M-FLYT checkpoint (``mflyt.pt``: ``layers.0.weight`` (1, k), bias)."""
-    state = _state_dict(path)
+    state = read_state_dict(path)
     mixer = Mixer(k)
     try:
         mixer.load_state_dict({key: state[key] for key in ("layers.0.weight", "layers.0.bias")})

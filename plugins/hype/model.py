@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from filterbench.harness.errors import PluginError
+from filterbench.plugins._cliptrain import read_state_dict
 from filterbench.plugins.hype import lorentz
 
 HYPERBOLIC_KEYS = ("curvature", "alpha_img", "alpha_txt")
@@ -97,21 +98,6 @@ def meru_loss(entailment_weight: float):
                 "entailment": entail, "curvature": c, "logit_scale": model.logit_scale.exp()}
 
     return compute
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A checkpoint's flat state dict: unwraps ``{"state_dict": ...}`` and a DDP ``module.`` prefix."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PluginError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise PluginError(f"{path}: not a state dict")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
 
 
 def load_weights(model: HyperbolicCLIP, path: Path, require_hyperbolic: bool) -> bool:
