@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from filterbench.harness.errors import FilterbenchError
+from filterbench.harness.executor import Executor, ExecutorSpec, InlineExecutor, make_executor
 from filterbench.harness.scales import ResolvedScale, resolve_scale
 from filterbench.harness.worlds import World, WorldError
 
@@ -43,7 +44,9 @@ class RunConfig:
         seeds: the seeds to run (``--seeds N`` gives 0 .. N-1).
         records_dir: where finished runs' records go (default ``<workdir>/records``).
         until: the last stage to run.
-        workers: score worker processes.
+        workers: local worker processes (``--workers``).
+        executor: where stages' units run (``--executor``), built once here from an
+            :class:`~filterbench.harness.executor.ExecutorSpec`.
     """
 
     workdir: Path
@@ -53,6 +56,7 @@ class RunConfig:
     records_dir: Path | None = None
     until: str = "eval"
     workers: int = 1
+    executor: Executor = dataclasses.field(default_factory=InlineExecutor)
 
     @property
     def pool(self) -> Path:
@@ -85,7 +89,7 @@ def resolve_run_config(*, workdir: str | Path | None = None, scale: str | None =
                        pool: str | Path | None = None, evalsets: str | Path | None = None,
                        tasklist: str | None = None, inputs: Mapping[str, str | Path] | None = None,
                        seeds: int = 1, records: str | Path | None = None, until: str = "eval", workers: int = 1,
-                       stages: tuple[str, ...] | None = None, plugins: Any = None,
+                       executor: ExecutorSpec | None = None, stages: tuple[str, ...] | None = None, plugins: Any = None,
                        log: Callable[[str], None] | None = None) -> RunConfig:
     """Resolve and validate a configuration; see the module docstring for the precedence of the parts.
 
@@ -101,7 +105,8 @@ def resolve_run_config(*, workdir: str | Path | None = None, scale: str | None =
     """
     from filterbench.harness.store import default_workdir
 
-    _check_counts(until, seeds, workers)
+    spec = executor or ExecutorSpec("local", workers)
+    _check_counts(until, seeds, spec.workers or 1)
     stages = stages or STAGES[:STAGES.index(until) + 1]
     root = Path(workdir) if workdir is not None else default_workdir()
     resolved = _scale(scale, overrides)
@@ -113,7 +118,7 @@ def resolve_run_config(*, workdir: str | Path | None = None, scale: str | None =
         _declare_inputs(opened)
     return RunConfig(workdir=root, world=opened, scale=resolved, seeds=tuple(range(seeds)),
                      records_dir=Path(records) if records is not None else root / "records", until=until,
-                     workers=workers)
+                     workers=spec.workers, executor=make_executor(spec, workdir=root))
 
 
 def _check_counts(until: str, seeds: int, workers: int) -> None:

@@ -279,12 +279,33 @@ class _Plugin(ABC):
         if missing:
             raise ParamsError(f"plugin {self.name!r} needs packages that are not installed: {missing}")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A plugin travels to spawned or remote workers as its params only: models, indexes and caches it
+        loaded are rebuilt there by ``setup`` (they may not pickle, and they would be large)."""
+        if type(self).__init__ is _Plugin.__init__:
+            return {"params": self.params}
+        return dict(self.__dict__)  # a custom constructor may have set more: keep everything
+
     def identity(self) -> dict[str, Any]:
         """What enters a content key: name, version and the resolved params."""
         return {"name": self.name, "version": self.version, "params": self.params.model_dump(mode="json")}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a scorer (or any stage task) needs: CPU cores, GPUs and memory.
+
+    Executors read it: Ray asks for ``num_cpus``/``num_gpus``/``memory`` per task or actor (fractional GPUs
+    pack several workers on one GPU), Slurm scripts ask for ``--cpus-per-task``/``--gpus-per-task``/``--mem``.
+    ``gpus > 0`` also marks a model-holding task: Ray runs it on an actor pool that sets up once per actor.
+    """
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.0
 
 
 class Scorer(_Plugin):
@@ -298,9 +319,12 @@ class Scorer(_Plugin):
             and hands :meth:`score_batch` one whole shard per call so the scorer can form its batches from
             ``ctx.rng``; outputs are returned in the order received.
         batch_rows: preferred batch size for batch-independent scorers (outputs must not depend on it).
+        resources: what one scoring worker needs (:class:`Resources`); scorers that run a model on images
+            declare GPUs here, which the Ray executor turns into an actor pool.
     """
 
     needs: ClassVar[Needs] = Needs()
+    resources: ClassVar[Resources] = Resources()
     outputs: ClassVar[tuple[str, ...]] = ("score",)
     batch_dependent: ClassVar[bool] = False
     batch_rows: ClassVar[int] = 65536
@@ -346,6 +370,23 @@ class Scorer(_Plugin):
         """
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A subset selection that is a cut on one score column, which the sample stage can compute as map + reduce
+    over score parts without loading the column (:meth:`Sampler.cut`).
+
+    Attributes:
+        column: the column (as for ``ScoreTable.column``: qualified, bare, or None for the only one).
+        rule: ``top`` keeps exactly ``int(value)`` rows (score desc, ties by ascending uid); ``threshold`` keeps
+            scores ``>= value``; ``datacomp_fraction`` is DataComp's ``get_threshold`` with fraction ``value``
+            (``t`` = the ``int(N*value)+1``-th largest score, keep ``>= t``).  NaN is never kept.
+    """
+
+    column: str | None
+    rule: Literal["top", "threshold", "datacomp_fraction"]
+    value: float
+
+
 class Sampler(_Plugin):
     """Base class of samplers.  Subclasses set ``name`` and ``mode`` and implement :meth:`sample`.
 
@@ -365,6 +406,12 @@ class Sampler(_Plugin):
     @abstractmethod
     def sample(self, scores: ScoreTable, budget: Budget, rng: np.random.Generator) -> np.ndarray:
         """Return counts: shape (N,) for subset/multiset, (segments, N) for schedule; non-negative integers."""
+
+    def cut(self, budget: Budget) -> Cut | None:
+        """Optional: the same selection as :meth:`sample`, stated as a :class:`Cut` on one column.  The sample
+        stage then computes it part by part on the run's executor (no column in memory, any pool size) and
+        its result must equal :meth:`sample`'s, bit for bit.  Default: None (the stage calls ``sample``)."""
+        return None
 
     def __call__(self, scores: Any, budget: Budget | int, rng: np.random.Generator | int = 0) -> np.ndarray:
         """Sample straight from a numpy array, mapping or DataFrame: ``sampler(scores, budget, rng)``.

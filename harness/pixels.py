@@ -40,7 +40,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pydantic
 
-from filterbench.harness.contract import Needs, Params, PoolBatch, Scorer, StageContext
+from filterbench.harness.contract import Needs, Params, PoolBatch, Resources, Scorer, StageContext
 from filterbench.harness.errors import PluginError
 
 #: model batches per ``score_batch`` call: enough for the decode threads to run ahead of the model
@@ -132,6 +132,8 @@ class PixelScorer(Scorer):
     """
 
     needs = Needs(metadata=("text",), images=True)
+    #: one model per worker; on Ray an actor pool packs two actors per GPU (micro to B/32-sized towers)
+    resources = Resources(cpus=1.0, gpus=0.5)
     Params = PixelParams
 
     @property

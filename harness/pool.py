@@ -66,6 +66,10 @@ class Pool:
         self._tar_index: dict[str, tuple[str, str]] | None = None
         self._samples = None
 
+    def __getstate__(self) -> dict:
+        """A pool travels to remote workers as its folder and shard list; tar indexes are rebuilt there."""
+        return {**self.__dict__, "_tar_index": None, "_samples": None}
+
     @staticmethod
     def _index(parquets: list[Path]) -> list[ShardInfo]:
         shards, offset = [], 0

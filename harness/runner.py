@@ -89,7 +89,8 @@ def run_recipe(ctx: RunContext, recipe: Recipe, seed: int) -> RunResult:
     started = time.time()
     sampler = plugins.sampler_class(recipe.sampler.name)(**recipe.sampler.params)
     result.selection = run_sample(ctx.store, sampler, result.scores,
-                                  budget=ctx.config.scale.row.budget(ctx.pool.size), seed=seed, plugins=plugins)
+                                  budget=ctx.config.scale.row.budget(ctx.pool.size), seed=seed, plugins=plugins,
+                                  executor=ctx.config.executor)
     _report(ctx, "sample", result, result.selection, started)
     if until == "sample":
         return result
@@ -111,7 +112,7 @@ def _score(ctx: RunContext, recipe: Recipe, plugins: Plugins, result: RunResult)
     for scorer in scorers:
         started = time.time()
         artifact = run_score(ctx.store, ctx.pool, scorer, seed=recipe.score_seed, workers=ctx.config.workers,
-                             plugins=plugins, progress=ctx.progress)
+                             plugins=plugins, progress=ctx.progress, executor=ctx.config.executor)
         _report(ctx, "score", result, artifact, started)
         artifacts.append(artifact)
     return artifacts
@@ -133,7 +134,7 @@ def _evaluate(ctx: RunContext, result: RunResult) -> Artifact:
 
     started = time.time()
     artifact = run_eval(ctx.store, result.train, evalsets=ctx.config.evalsets, tasklist=ctx.config.tasklist,
-                        progress=ctx.progress)
+                        progress=ctx.progress, executor=ctx.config.executor)
     _report(ctx, "eval", result, artifact, started)
     return artifact
 

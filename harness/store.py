@@ -151,6 +151,38 @@ def interrupted_builds() -> list[str]:
     return list(_INTERRUPTED)
 
 
+def unit_record(folder: Path, unit: str) -> dict | None:
+    """The record a finished unit left in a partial folder, or None if it must (re)run.
+
+    A marker that is unreadable, or whose files are missing or differ from the digests it recorded, is not
+    trusted: the unit runs again.  Module-level (a folder, no lock) so that workers on other processes or
+    nodes can check and mark units while the driver holds the build lock.
+    """
+    marker = folder / "units" / f"{unit}.json"
+    try:
+        record = json.loads(marker.read_text())
+        files = record["files"]
+        if record.get("unit") != unit or not isinstance(files, dict):
+            raise ValueError("not this unit's marker")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        marker.unlink(missing_ok=True)  # damaged (torn or edited): redo the unit
+        return None
+    for name, digest in files.items():
+        target = folder / name
+        if not target.is_file() or file_digest(target) != digest:
+            return None  # the marker outlived its file (or the file was damaged): redo the unit
+    return record
+
+
+def mark_unit(folder: Path, unit: str, files: list[str], **info: Any) -> dict:
+    """Record a finished unit, after its files were committed (the marker is written last)."""
+    record = {"unit": unit, "files": {f: file_digest(folder / f) for f in files}, **info}
+    write_json_atomic(folder / "units" / f"{unit}.json", record)
+    return record
+
+
 class Building:
     """A stage under construction: a stable partial folder, per-unit completion markers, an exclusive lock.
 
@@ -218,32 +250,12 @@ class Building:
 
     # -- per-unit resume -------------------------------------------------------------------------------------
     def unit_done(self, unit: str) -> dict | None:
-        """The record a finished unit (shard, task, segment) left, or None if it must (re)run.
-
-        A marker that is unreadable, or whose files are missing or differ from the digests it recorded, is
-        not trusted: the unit runs again.
-        """
-        marker = self.dir / "units" / f"{unit}.json"
-        try:
-            record = json.loads(marker.read_text())
-            files = record["files"]
-            if record.get("unit") != unit or not isinstance(files, dict):
-                raise ValueError("not this unit's marker")
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError):
-            marker.unlink(missing_ok=True)  # damaged (torn or edited): redo the unit
-            return None
-        for name, digest in files.items():
-            target = self.dir / name
-            if not target.is_file() or file_digest(target) != digest:
-                return None  # the marker outlived its file (or the file was damaged): redo the unit
-        return record
+        """The record a finished unit (shard, task, segment) left, or None if it must (re)run
+        (:func:`unit_record`)."""
+        return unit_record(self.dir, unit)
 
     def mark_unit(self, unit: str, files: list[str], **info: Any) -> dict:
-        record = {"unit": unit, "files": {f: file_digest(self.dir / f) for f in files}, **info}
-        write_json_atomic(self.dir / "units" / f"{unit}.json", record)
-        return record
+        return mark_unit(self.dir, unit, files, **info)
 
     def add_output(self, name: str, **meta: Any) -> None:
         self.outputs[name] = {"digest": cached_digest(self.dir / name), **meta}

@@ -199,3 +199,9 @@ def check_sampler(sampler: Sampler, pool_size: int = 500, samples_seen: int | No
     assert first.tobytes() == again.tobytes(), f"sampler {sampler.name!r} is not deterministic for a seed"
     assert first.dtype == np.uint32
     return first
+
+
+def artifact_bytes(artifact) -> dict[str, bytes]:
+    """Every output file of an artifact (score parts, fitted state, selection files) by name: two artifacts
+    made by different executors or worker counts must compare equal."""
+    return {name: (artifact.path / name).read_bytes() for name in sorted(artifact.manifest["outputs"])}

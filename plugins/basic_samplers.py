@@ -20,7 +20,8 @@ from typing import Iterable, Literal
 import numpy as np
 import pydantic
 
-from filterbench.harness.contract import Budget, Params, Sampler, ScoreTable
+from filterbench.harness.contract import Budget, Cut, Params, Sampler, ScoreTable
+from filterbench.harness.cut import order_keys
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.uids import UID_DTYPE
 
@@ -49,13 +50,11 @@ class ThresholdSampler(Sampler):
         values = scores.column(self.params.column)
         return (values >= self.params.threshold).astype(np.uint32)  # NaN compares False: never kept
 
+    def cut(self, budget: Budget) -> Cut:
+        return Cut(self.params.column, "threshold", self.params.threshold)
 
-def _order_keys(values: np.ndarray) -> np.ndarray:
-    """Map float32 scores to uint32 keys with the same order (NaN -> 0, below everything)."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    keys = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
-    keys[np.isnan(values)] = 0
-    return keys
+
+_order_keys = order_keys  # float32 -> uint32 with the same order (NaN -> 0): filterbench.harness.cut
 
 
 def kth_largest_key(chunks: Iterable[np.ndarray] | list, k: int) -> tuple[int, int]:
@@ -128,6 +127,11 @@ class TopFractionSampler(Sampler):
             return datacomp_fraction_rule(values, self.params.fraction)
         k = min(k, int(np.count_nonzero(~np.isnan(values))))
         return top_k_counts(values, scores.uids, k)
+
+    def cut(self, budget: Budget) -> Cut:
+        if self.params.rule == "datacomp":
+            return Cut(self.params.column, "datacomp_fraction", self.params.fraction)
+        return Cut(self.params.column, "top", int(np.floor(self.params.fraction * budget.pool_size)))
 
 
 def datacomp_fraction_rule(values: np.ndarray, fraction: float) -> np.ndarray:

@@ -73,7 +73,7 @@ def _attach_builtin() -> None:
     from filterbench.harness.cli import plugin_cmds, stage_cmds
 
     for command in (plugin_cmds.plugins, plugin_cmds.ls, stage_cmds.score, stage_cmds.sample, stage_cmds.show,
-                    stage_cmds.validate, stage_cmds.pool):
+                    stage_cmds.validate, stage_cmds.pool, stage_cmds.run_unit):
         cli.add_command(command)
     for module_name, names in _OPTIONAL_COMMANDS:
         try:

@@ -17,6 +17,7 @@ import click
 import yaml
 
 from filterbench.harness.errors import FilterbenchError, yaml_problem
+from filterbench.harness.executor import Deferred
 from filterbench.harness.store import Store, default_workdir, interrupted_builds
 
 #: counts (workers, seeds, rows, samples): 0 or less is never meaningful
@@ -90,6 +91,9 @@ def one_line_errors(func: Callable) -> Callable:
         before = len(interrupted_builds())  # report the builds this command stopped, not earlier ones (tests)
         try:
             return func(*args, **kwargs)
+        except Deferred as exc:  # handed to Slurm: not an error, the rerun completes the stage
+            click.echo(str(exc), err=True)
+            sys.exit(0)
         except FilterbenchError as exc:
             if _debug():
                 raise

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from filterbench.harness.cli.common import get_store, one_line_errors, print_json, workdir_option
-from filterbench.harness.cli.options import echo_log, world_options
+from filterbench.harness.cli.options import echo_log, executor_options, executor_spec, world_options
 
 
 class _DefaultToStage(click.Group):
@@ -34,10 +34,12 @@ def eval() -> None:  # noqa: A001 - the verb users type
 @click.argument("train_ref", metavar="TRAIN")
 @world_options("evalsets", "tasklist")
 @click.option("--device", default="cpu", show_default=True)
+@executor_options
 @workdir_option
 @one_line_errors
 def eval_stage(train_ref: str, world: str | None, evalsets: Path | None, tasklist: str | None, device: str,
-               workdir: Path | None) -> None:
+               executor_name: str, workers: int | None, ray_address: str | None, submit: bool,
+               slurm_options: tuple[str, ...], workdir: Path | None) -> None:
     """Evaluate the checkpoint of a train artifact; prints the summary, then the eval folder.
 
     The eval sets and task list are --world's, else those of the default world of the scale the model was
@@ -49,8 +51,10 @@ def eval_stage(train_ref: str, world: str | None, evalsets: Path | None, tasklis
     store = get_store(workdir)
     train = store.find(train_ref, kind="train")
     config = resolve_run_config(workdir=workdir, scale=_trained_scale(train), world=world, evalsets=evalsets,
-                                tasklist=tasklist, stages=("eval",), log=echo_log)
-    artifact = run_eval(store, train, config.evalsets, config.tasklist, device=device, progress=True)
+                                tasklist=tasklist, stages=("eval",), log=echo_log,
+                                executor=executor_spec(executor_name, workers, ray_address, submit, slurm_options))
+    artifact = run_eval(store, train, config.evalsets, config.tasklist, device=device, progress=True,
+                        executor=config.executor)
     print_json(artifact.manifest["summary"])
     click.echo(str(artifact.path))
 

@@ -84,3 +84,40 @@ def overrides_from(values: tuple[str, ...], *aliases: tuple[str, ...]) -> dict[s
 def echo_log(line: str) -> None:
     """Progress lines (the world build's phases) go to stderr, leaving stdout to results."""
     click.echo(line, err=True)
+
+
+def executor_options(func: Callable) -> Callable:
+    """``--executor``, ``--workers``, ``--ray-address``, ``--submit``, ``--slurm-option``: where units run
+    (docs/scale.md)."""
+    from filterbench.harness.cli.common import COUNT
+    from filterbench.harness.executor import EXECUTORS
+
+    options = [
+        click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                     help="Where the stage's units run: this process (inline), local worker processes, a Ray "
+                          "cluster, or a Slurm job array."),
+        click.option("--workers", type=COUNT, default=None,
+                     help="Local worker processes (local, default 1); CPUs of the Ray cluster started here (ray, "
+                          "default all)."),
+        click.option("--ray-address", default=None, metavar="ADDRESS",
+                     help="An existing Ray cluster (auto, HOST:6379, ray://HOST:10001); default: start one here."),
+        click.option("--submit", is_flag=True, help="slurm: submit the array script with sbatch (default: only "
+                                                     "write it)."),
+        click.option("--slurm-option", "slurm_options", multiple=True, metavar="OPTION",
+                     help="slurm: an extra #SBATCH line, e.g. --slurm-option=--partition=cpu (repeatable)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def executor_spec(executor_name: str, workers: int | None, ray_address: str | None, submit: bool,
+                  slurm_options: tuple[str, ...]):
+    """The :class:`~filterbench.harness.executor.ExecutorSpec` of :func:`executor_options`' values."""
+    from filterbench.harness.executor import ExecutorSpec
+
+    if (ray_address and executor_name != "ray") or ((submit or slurm_options) and executor_name != "slurm"):
+        raise click.UsageError("--ray-address goes with --executor ray; --submit and --slurm-option with "
+                               "--executor slurm")
+    workers = workers if workers is not None else (0 if executor_name == "ray" else 1)
+    return ExecutorSpec(executor_name, workers, ray_address, submit, slurm_options=tuple(slurm_options))

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from filterbench.harness.cli.common import COUNT, one_line_errors, workdir_option
-from filterbench.harness.cli.options import (FOLDER, echo_log, override_option, overrides_from, parse_targets,
-                                             world_options)
+from filterbench.harness.cli.options import (FOLDER, echo_log, executor_options, executor_spec, override_option,
+                                             overrides_from, parse_targets, world_options)
 
 
 @click.command()
@@ -18,7 +18,7 @@ from filterbench.harness.cli.options import (FOLDER, echo_log, override_option, 
 @click.option("--seeds", type=COUNT, default=1, show_default=True, help="Number of seeds (0, 1, ...).")
 @world_options("pool", "evalsets", "tasklist", "target")
 @click.option("--until", type=click.Choice(["score", "sample", "train", "eval"]), default="eval", show_default=True)
-@click.option("--workers", type=COUNT, default=1, show_default=True, help="Score workers.")
+@executor_options
 @click.option("--records", "records_dir", type=FOLDER, default=None,
               help="Where finished runs' records go (default: <workdir>/records; the committed board of a "
                    "checkout: leaderboard/records).")
@@ -27,7 +27,8 @@ from filterbench.harness.cli.options import (FOLDER, echo_log, override_option, 
 @one_line_errors
 def run(recipes: tuple[str, ...], scale_name: str, overrides: tuple[str, ...], seeds: int, world: str | None,
         pool_dir: Path | None, evalsets: Path | None, tasklist: str | None, targets: tuple[str, ...], until: str,
-        workers: int, records_dir: Path | None, compare: bool, workdir: Path | None) -> None:
+        executor_name: str, workers: int, ray_address: str | None, submit: bool, slurm_options: tuple[str, ...],
+        records_dir: Path | None, compare: bool, workdir: Path | None) -> None:
     """Run recipes end to end (score -> sample -> train -> eval -> record), reusing every completed stage.
 
     The world is --world NAME, else the scale's default world (nano-xs and nano: the embedded nano world, built
@@ -47,7 +48,8 @@ def run(recipes: tuple[str, ...], scale_name: str, overrides: tuple[str, ...], s
     config = resolve_run_config(workdir=workdir, scale=scale_name, overrides=overrides_from(overrides),
                                 world=world, pool=pool_dir, evalsets=evalsets, tasklist=tasklist,
                                 inputs=parse_targets(targets), seeds=seeds, records=records_dir, until=until,
-                                workers=workers, log=echo_log)
+                                executor=executor_spec(executor_name, workers, ray_address, submit, slurm_options),
+                                log=echo_log)
     ctx = RunContext.create(config, on_stage=_echo_stage, progress=True)
     results = run_all(ctx, loaded)
     _print_table(results)

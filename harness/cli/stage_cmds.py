@@ -8,8 +8,8 @@ import click
 
 from filterbench.harness.cli.common import (COUNT, SEED, get_store, one_line_errors, params_option, parse_params, print_json,
                                             workdir_option)
-from filterbench.harness.cli.options import (deprecated_option, echo_log, override_option, overrides_from,
-                                             parse_targets, world_options)
+from filterbench.harness.cli.options import (deprecated_option, echo_log, executor_options, executor_spec,
+                                             override_option, overrides_from, parse_targets, world_options)
 
 
 @click.command()
@@ -17,17 +17,20 @@ from filterbench.harness.cli.options import (deprecated_option, echo_log, overri
 @world_options("pool", "target")
 @params_option
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Score seed (fixes batch plans).")
-@click.option("--workers", type=COUNT, default=1, show_default=True, help="Local worker processes.")
+@executor_options
 @workdir_option
 @one_line_errors
 def score(scorer_name: str, world: str | None, pool_dir: Path | None, targets: tuple[str, ...],
-          params: tuple[str, ...], seed: int, workers: int, workdir: Path | None) -> None:
+          params: tuple[str, ...], seed: int, executor_name: str, workers: int, ray_address: str | None,
+          submit: bool, slurm_options: tuple[str, ...], workdir: Path | None) -> None:
     """Score every uid of a world's pool; prints the score artifact folder last.
 
     \b
     Examples:
       filterbench score clip_score --pool ./pool -p model=l14
       filterbench score normsim --world dc-small --workers 2
+      filterbench score dfn --world dc-small --executor ray --ray-address auto
+      filterbench score clip_score --world dc-small --executor slurm --submit
     """
     from filterbench import get_scorer
     from filterbench.harness.config import resolve_run_config
@@ -36,8 +39,9 @@ def score(scorer_name: str, world: str | None, pool_dir: Path | None, targets: t
 
     scorer = get_scorer(scorer_name, **parse_params(params))
     config = resolve_run_config(workdir=workdir, world=world, pool=pool_dir, inputs=parse_targets(targets),
-                                workers=workers, stages=("score",), log=echo_log)
-    artifact = run_score(get_store(config.workdir), Pool(config.pool), scorer, seed=seed, workers=workers)
+                                executor=executor_spec(executor_name, workers, ray_address, submit, slurm_options),
+                                stages=("score",), log=echo_log)
+    artifact = run_score(get_store(config.workdir), Pool(config.pool), scorer, seed=seed, executor=config.executor)
     stats = artifact.manifest["stats"]
     for column, s in stats.items():
         click.echo(f"{scorer_name}.{column}: n={s['count']} mean={s.get('mean', float('nan')):.4f} "
@@ -55,11 +59,13 @@ def score(scorer_name: str, world: str | None, pool_dir: Path | None, targets: t
 @deprecated_option("--samples-seen", "samples_seen", "-o samples_seen=N (with --scale)", type=COUNT, default=None)
 @world_options("pool")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@executor_options
 @workdir_option
 @one_line_errors
 def sample(sampler_name: str, score_refs: tuple[str, ...], params: tuple[str, ...], scale: str | None,
            overrides: tuple[str, ...], samples_seen: int | None, world: str | None, pool_dir: Path | None,
-           seed: int, workdir: Path | None) -> None:
+           seed: int, executor_name: str, workers: int, ray_address: str | None, submit: bool,
+           slurm_options: tuple[str, ...], workdir: Path | None) -> None:
     """Turn scores into counts and a DataComp subset file; prints the selection folder last.
 
     \b
@@ -74,14 +80,15 @@ def sample(sampler_name: str, score_refs: tuple[str, ...], params: tuple[str, ..
 
     aliased = (f"samples_seen={samples_seen}",) if samples_seen is not None else ()
     config = resolve_run_config(workdir=workdir, scale=scale, overrides=overrides_from(overrides, aliased),
-                                world=world, pool=pool_dir, stages=("sample",), log=echo_log)
+                                world=world, pool=pool_dir, stages=("sample",), log=echo_log,
+                                executor=executor_spec(executor_name, workers, ray_address, submit, slurm_options))
     store = get_store(config.workdir)
     sampler = get_sampler(sampler_name, **parse_params(params))
     artifacts = [store.find(ref, kind="scores") for ref in score_refs]
     if not artifacts:
         artifacts = [_no_score_input(store, config)]
     budget = config.scale.row.budget(0) if config.scale is not None else None  # run_sample sets the pool size
-    artifact = run_sample(store, sampler, artifacts, budget=budget, seed=seed)
+    artifact = run_sample(store, sampler, artifacts, budget=budget, seed=seed, executor=config.executor)
     stats = artifact.manifest["stats"]
     click.echo(f"kept {stats['unique_uids']:,} unique uids of {stats['pool_size']:,}; total {stats['total']:,}; "
                f"max count {stats['max_count']}")
@@ -184,3 +191,23 @@ def pool_fabricate(pool_dir: Path, rows: int, shards: int, seed: int) -> None:
         click.echo(str(pool_dir))
         return
     click.echo(str(fabricate_pool(pool_dir, rows=rows, shards=shards, seed=seed)))
+
+
+@click.command("run-unit")
+@click.argument("plan", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--element", type=click.IntRange(min=0), required=True, help="Array element ($SLURM_ARRAY_TASK_ID).")
+@click.option("--elements", type=COUNT, required=True, help="Elements of the array (as the script says).")
+@one_line_errors
+def run_unit(plan: Path, element: int, elements: int) -> None:
+    """Run one Slurm array element's units of a plan folder (what `--executor slurm` scripts call).
+
+    Units with a result are skipped, so a requeued or repeated element is harmless; prints the units it ran.
+
+    \b
+    Examples:
+      filterbench run-unit filterbench-work/slurm/scoretask-1a2b3c4d5e6f7a8b --elements 4 --element 0
+    """
+    from filterbench.harness.slurm import run_element
+
+    ran = run_element(plan, element, elements)
+    click.echo(f"element {element}: ran {len(ran)} unit(s) {ran}")

@@ -14,12 +14,15 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 
 from filterbench.harness.atomic import write_bytes_atomic
+from filterbench.harness.contract import Resources
 from filterbench.harness.errors import FilterbenchError
+from filterbench.harness.executor import Executor, InlineExecutor
+from filterbench.harness.executor import Task as ExecutorTask
 from filterbench.harness.librarylogs import expected_random_init
 from filterbench.harness.tarcheck import IncompleteTar, read_complete_tar
 from filterbench.harness.evaluation import evalsets
@@ -184,6 +187,7 @@ def evaluate_checkpoint(
     tasks: Iterable[str] | None = None,
     include_extras: bool = True,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> EvalRun:
     """Evaluate a checkpoint on every task of a task list whose eval set is present, resuming if interrupted.
 
@@ -198,6 +202,7 @@ def evaluate_checkpoint(
         tasks: optional subset of task keys (task-list order is kept).
         include_extras: also evaluate the list's extras (e.g. Let It Wag!) when their data is present.
         progress: show a progress bar over the tasks to run, with an ETA, on stderr.
+        executor: where the tasks run (default: this process); each worker loads the model once.
 
     Returns:
         An :class:`EvalRun`.  The model is only loaded when some task needs running.
@@ -216,21 +221,61 @@ def evaluate_checkpoint(
         )
     run = EvalRun(results_path, out_dir / SUMMARY_FILENAME, {}, reused=reused, missing_evalsets=missing)
     if todo:
-        apply_clip_benchmark_patches()
-        bundle = load_model(model_name, checkpoint_path, device, batch_size)
-        for task in _tasks_bar(todo, progress):
-            start = time.perf_counter()
-            append_row(results_path, run_task(bundle, task, evalsets_dir))
-            run.seconds[task.key] = round(time.perf_counter() - start, 3)
-            run.evaluated.append(task.key)
-            log.info("evaluated %s in %.1fs", task.key, run.seconds[task.key])
+        units = EvalUnits(model_name, None if checkpoint_path is None else str(checkpoint_path), str(evalsets_dir),
+                          device, batch_size)
+        (executor or InlineExecutor()).fold(units, todo, _InOrder(todo, results_path, run), None, "eval",
+                                            progress)
     run.summary_path, run.summary = write_summary(out_dir, tasklist)
     return run
 
 
-def _tasks_bar(todo: list[Task], progress: bool) -> Iterable[Task]:
-    if not progress:
-        return todo
-    from tqdm import tqdm
+@dataclass
+class EvalUnits(ExecutorTask):
+    """Eval tasks as executor units: the model is loaded once per worker (an actor on Ray when on a GPU)."""
 
-    return tqdm(todo, desc="eval", unit="task", dynamic_ncols=True, leave=False)
+    model_name: str
+    checkpoint_path: str | None
+    evalsets_dir: str
+    device: str = "cpu"
+    batch_size: int = 64
+    spawn: ClassVar[bool] = True
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(cpus=1.0, gpus=1.0 if self.device.startswith("cuda") else 0.0)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_bundle"}  # the model is rebuilt by setup
+
+    def setup(self) -> None:
+        from filterbench.harness.training.models import register_model_configs
+
+        register_model_configs()  # a spawned or remote worker knows only open_clip's own architectures
+        apply_clip_benchmark_patches()
+        self._bundle = load_model(self.model_name, self.checkpoint_path, self.device, self.batch_size)
+
+    def run(self, task: Task) -> tuple[dict[str, Any], float]:
+        start = time.perf_counter()
+        row = run_task(self._bundle, task, self.evalsets_dir)
+        return row, round(time.perf_counter() - start, 3)
+
+
+class _InOrder:
+    """Appends result lines in task-list order as the executor returns them (out of order on a pool), so the
+    results file's bytes do not depend on the executor, and every line is on disk as early as order allows."""
+
+    def __init__(self, todo: list[Task], results_path: Path, run: EvalRun):
+        self.todo, self.results_path, self.run = todo, results_path, run
+        self.waiting: dict[int, tuple[dict[str, Any], float]] = {}
+        self.next = 0
+
+    def __call__(self, _: Any, index: int, result: tuple[dict[str, Any], float]) -> None:
+        self.waiting[index] = result
+        while self.next in self.waiting:
+            row, seconds = self.waiting.pop(self.next)
+            key = self.todo[self.next].key
+            append_row(self.results_path, row)
+            self.run.seconds[key] = seconds
+            self.run.evaluated.append(key)
+            log.info("evaluated %s in %.1fs", key, seconds)
+            self.next += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from filterbench.harness.errors import FilterbenchError
+from filterbench.harness.executor import Executor
 from filterbench.harness.hashing import content_key
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.store import Artifact, Store
@@ -39,9 +40,9 @@ def checkpoint_of(train: Artifact) -> tuple[str, Path]:
 
 
 def run_eval(store: Store, train: Artifact, evalsets: Path | None, tasklist: str | Path | None = None,
-             device: str = "cpu", progress: bool = False) -> Artifact:
+             device: str = "cpu", progress: bool = False, executor: Executor | None = None) -> Artifact:
     """Evaluate a train artifact's final checkpoint; reuse a completed eval with the same key (``progress``: a
-    bar over the tasks)."""
+    bar over the tasks; ``executor``: where the tasks run, one unit per task, default this process)."""
     from filterbench.harness.evaluation.api import AGGREGATION_VERSION, evaluate_checkpoint, load_tasklist
     from filterbench.harness.training.models import register_model_configs
 
@@ -64,7 +65,7 @@ def run_eval(store: Store, train: Artifact, evalsets: Path | None, tasklist: str
             return building.done
         with CostMeter(used_gpu=device.startswith("cuda")) as cost:
             run = evaluate_checkpoint(model, checkpoint, evalsets, tasks, building.dir, device=device,
-                                      progress=progress)
+                                      progress=progress, executor=executor)
         building.add_output("eval_results.jsonl")
         building.add_output("summary.json")
         return building.finish({"train_key": train.key, "tasklist": inputs["tasklist"], "summary": run.summary,

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from filterbench.harness.contract import Budget, Sampler, ScoreTable
+from filterbench.harness import cut as cut_module
+from filterbench.harness.contract import Budget, Cut, Sampler, ScoreTable
+from filterbench.harness.executor import Executor, InlineExecutor
 from filterbench.harness.errors import PluginError, StoreError, plugin_call
 from filterbench.harness.invariants import check_counts
 from filterbench.harness.manager import Plugins, get_plugins
@@ -106,9 +108,16 @@ def selection_stats(counts: np.ndarray) -> dict:
 
 
 def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], budget: Budget | None = None,
-               seed: int = 0, plugins: Plugins | None = None) -> Artifact:
-    """Run ``sampler`` on the score artifacts' columns; reuse a completed selection with the same key."""
+               seed: int = 0, plugins: Plugins | None = None, executor: Executor | None = None,
+               progress: bool = False) -> Artifact:
+    """Run ``sampler`` on the score artifacts' columns; reuse a completed selection with the same key.
+
+    A sampler that states its selection as a :class:`~filterbench.harness.contract.Cut` (``top_fraction``,
+    ``threshold``) is computed as map + reduce over the score parts on ``executor`` (default: this process),
+    never holding a score column; any other sampler gets the columns memory-mapped (:func:`load_score_table`).
+    """
     plugins = plugins or get_plugins()
+    executor = executor or InlineExecutor()
     store.consume(*score_artifacts)  # a score part edited after completion must not reach a selection
     pool_artifact = pool_of(store, score_artifacts)
     store.consume(pool_artifact)
@@ -130,12 +139,17 @@ def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], 
         scratch = building.dir / "scratch"  # memory-mapped score columns, removed before the folder completes
         try:
             with CostMeter() as cost:
-                table = load_score_table(score_artifacts, pool_artifact, scratch)
-                _check_columns(sampler, table)
-                with plugin_call("sampler", sampler.name, f"on {len(table):,} uids"):
-                    counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
+                cut = sampler.cut(budget) if sampler.mode == "subset" else None
+                if cut is not None:
+                    counts, uids = run_cut(cut, score_artifacts, pool_artifact, scratch, executor, progress)
+                else:
+                    table = load_score_table(score_artifacts, pool_artifact, scratch)
+                    _check_columns(sampler, table)
+                    with plugin_call("sampler", sampler.name, f"on {len(table):,} uids"):
+                        counts = sampler.sample(table, budget, derive_rng(seed, "sample", sampler.name))
+                    uids = table.uids
                 counts = check_counts(counts, sampler, budget)
-                _write_selection(building, counts, table.uids)
+                _write_selection(building, counts, uids)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         owner = plugins.samplers.owner(sampler.name) if sampler.name in plugins.samplers else None
@@ -144,6 +158,41 @@ def run_sample(store: Store, sampler: Sampler, score_artifacts: list[Artifact], 
                                 "cost": cost.as_dict(), "score_keys": inputs["scores"],
                                 "plugin": {"name": sampler.name, "version": sampler.version,
                                            **(plugins.distribution_of(owner) if owner else {})}})
+
+
+def run_cut(cut: Cut, score_artifacts: list[Artifact], pool_artifact: Artifact, scratch: Path, executor: Executor,
+            progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A :class:`Cut`'s counts (memory-mapped under ``scratch``) and the pool's uids (memory-mapped)."""
+    artifact, column = _cut_column(cut.column, score_artifacts)
+    uids = np.load(pool_artifact.path / "uids.npy", allow_pickle=False, mmap_mode="r")
+    scratch.mkdir(parents=True, exist_ok=True)
+    counts = np.lib.format.open_memmap(scratch / "counts.npy", mode="w+", dtype=np.uint32, shape=(len(uids),)) \
+        if len(uids) else np.zeros(0, np.uint32)
+    values = cut_module.Column(artifact.path, cut_module.parts_of(artifact.manifest), column,
+                               executor.for_passes(), progress)
+    if values.size != len(uids):
+        raise StoreError(f"{artifact.path}: {values.size} score rows for a pool of {len(uids)} "
+                         f"({pool_artifact.path.name})")
+    if cut.rule == "threshold":
+        values.threshold(cut.value, counts)
+    elif cut.rule == "datacomp_fraction":
+        cut_module.datacomp_fraction(values, cut.value, counts)
+    else:
+        cut_module.top_k(values, int(cut.value), uids, counts)
+    return counts, uids
+
+
+def _cut_column(name: str | None, score_artifacts: list[Artifact]) -> tuple[Artifact, str]:
+    """The score artifact and raw column a cut's column name refers to (resolved as ``ScoreTable.column``)."""
+    owners: dict[str, tuple[Artifact, str]] = {}
+    for artifact in score_artifacts:
+        scorer = artifact.manifest["inputs"]["scorer"]["name"]
+        for column in artifact.manifest["columns"]:
+            if f"{scorer}.{column}" in owners:
+                raise StoreError(f"two score inputs both provide column {scorer}.{column!r}; pass only one of them")
+            owners[f"{scorer}.{column}"] = (artifact, column)
+    qualified = ScoreTable({n: np.zeros(0, np.float32) for n in owners}).column_name(name)
+    return owners[qualified]
 
 
 def _write_selection(building, counts: np.ndarray, uids: np.ndarray) -> None:

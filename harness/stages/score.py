@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,28 +20,45 @@ import pyarrow.parquet as pq
 from filterbench.harness.atomic import publish, temporary_path
 from filterbench.harness.contract import PoolBatch, Scorer, StageContext, input_prefixes
 from filterbench.harness.errors import PluginError, plugin_call
-from filterbench.harness.executor import run_units
+from filterbench.harness.cut import Column, Part
+from filterbench.harness.contract import Resources
+from filterbench.harness.executor import Executor, LocalExecutor, Task
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.pool import Pool, ShardInfo
 from filterbench.harness.provenance import CostMeter
 from filterbench.harness.seeding import derive_rng
 from filterbench.harness.stages.fit import copy_state, run_fit
 from filterbench.harness.stages.pool import register_pool
-from filterbench.harness.store import Artifact, Building, Store
+from filterbench.harness.store import Artifact, Building, Store, mark_unit, unit_record
 
 SCORE_SCHEMA_VERSION = 1
 log = logging.getLogger("filterbench.score")
 
 
 @dataclass
-class _ShardJob:
-    """Everything a worker needs, inherited through fork (never pickled)."""
+class ScoreTask(Task):
+    """Score one metadata shard (a unit: its stem) into ``parts/<stem>.parquet`` of a partial score folder.
+
+    Picklable (the scorer travels as its params, the pool as its folder), so any executor can run it; a unit
+    whose marker is already there (a requeued Slurm element, a retried Ray task) returns its record.
+    """
 
     scorer: Scorer
     pool: Pool
-    building: Building
+    folder: Path
     seed: int
     deps: list[Artifact]
+
+    @property
+    def resources(self) -> Resources:
+        return self.scorer.resources
+
+    def setup(self) -> None:
+        if self.scorer.needs.images:
+            self.pool.samples()  # index the tars once per worker (forked workers inherit the driver's index)
+
+    def run(self, stem: str) -> dict:
+        return unit_record(self.folder, stem) or _score_shard(self, self.pool.shard(stem))
 
 
 def score_inputs(scorer: Scorer, pool_key: str, dep_keys: list[str], seed: int) -> dict:
@@ -51,12 +69,17 @@ def score_inputs(scorer: Scorer, pool_key: str, dep_keys: list[str], seed: int) 
 
 
 def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: int = 1,
-              plugins: Plugins | None = None, progress: bool = True) -> Artifact:
-    """Score ``pool`` with ``scorer`` (and, first, the scorers it consumes); reuse a completed artifact."""
+              plugins: Plugins | None = None, progress: bool = True, executor: Executor | None = None) -> Artifact:
+    """Score ``pool`` with ``scorer`` (and, first, the scorers it consumes); reuse a completed artifact.
+
+    Shards run on ``executor`` (default: a local pool of ``workers`` processes); the artifact's bytes do not
+    depend on which.
+    """
     plugins = plugins or get_plugins()
+    executor = executor or LocalExecutor(workers)
     pool_artifact = register_pool(store, pool)
     deps = [run_score(store, pool, plugins.scorer_class(d.scorer)(**dict(d.params)), seed, workers, plugins,
-                      progress) for d in scorer.required_scores()]
+                      progress, executor) for d in scorer.required_scores()]
     inputs = score_inputs(scorer, pool_artifact.key, [d.key for d in deps], seed)
     key = store.key_for(inputs)
     done = store.get("scores", scorer.name, key)
@@ -69,25 +92,26 @@ def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: 
     with store.build("scores", scorer.name, key, inputs) as building:
         if building.done is not None:  # another command finished it while this one waited
             return building.done
-        job = _ShardJob(scorer, pool, building, seed, deps)
+        task = ScoreTask(scorer, pool, building.dir, seed, deps)
         if fit is not None:
             copy_state(fit, building.dir / "fit")
         with CostMeter() as cost:
-            todo = [s for s in pool.shards if building.unit_done(s.stem) is None]
-            if scorer.needs.images and todo:
+            todo = [s.stem for s in pool.shards if building.unit_done(s.stem) is None]
+            if scorer.needs.images and todo and isinstance(executor, LocalExecutor):
                 pool.samples()  # index the tars once, before the workers fork
-            # forked workers are joined before the meter stops, so their CPU time is in RUSAGE_CHILDREN
-            run_units(lambda shard: _score_shard(job, shard), todo, workers, f"score {scorer.name}", progress)
-        return _finish(job, pool_artifact.key, fit, cost, plugin)
+            # local workers are joined before the meter stops, so their CPU time is in RUSAGE_CHILDREN; remote
+            # workers' CPU time is in the units' records (unit_cpu_s)
+            executor.map(task, todo, f"score {scorer.name}", progress)
+        return _finish(task, building, pool_artifact.key, fit, cost, plugin, executor)
 
 
-def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
+def _score_shard(job: ScoreTask, shard: ShardInfo) -> dict:
     import resource
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     scorer = job.scorer
     ctx = StageContext(rng=derive_rng(job.seed, "score", scorer.name, shard.stem), seed=job.seed,
-                       state_dir=job.building.dir / "fit", log=log, shard_index=shard.offset)
+                       state_dir=job.folder / "fit", log=log, shard_index=shard.offset)
     with plugin_call("scorer", scorer.name, f"in setup on shard {shard.stem}"):
         scorer.setup(ctx)
     batch = job.pool.batches(scorer.needs, shard)
@@ -95,10 +119,10 @@ def _score_shard(job: _ShardJob, shard: ShardInfo) -> dict:
         batch.scores.update(read_part_columns(dep, shard.stem, prefix))
     columns = _score_in_batches(scorer, batch, ctx)
     part = f"parts/{shard.stem}.parquet"
-    _write_part(job.building.dir / part, batch.uids, columns)
+    _write_part(job.folder / part, batch.uids, columns)
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    return job.building.mark_unit(shard.stem, [part], rows=len(batch), stats=ctx.stats, cpu_s=cpu)
+    return mark_unit(job.folder, shard.stem, [part], rows=len(batch), stats=ctx.stats, cpu_s=cpu)
 
 
 def _score_in_batches(scorer: Scorer, batch: PoolBatch, ctx: StageContext) -> dict[str, np.ndarray]:
@@ -187,16 +211,6 @@ def dep_prefixes(deps: list[Artifact]) -> list[str]:
     return input_prefixes([d.manifest["inputs"]["scorer"]["name"] for d in deps])
 
 
-def _column_stats(values: np.ndarray) -> dict:
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return {"count": int(values.size), "nan": int(values.size)}
-    q = np.quantile(finite, [0.1, 0.5, 0.9])
-    return {"count": int(values.size), "nan": int(values.size - finite.size), "min": float(finite.min()),
-            "max": float(finite.max()), "mean": float(finite.mean()), "std": float(finite.std()),
-            "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
-
-
 def unit_totals(building: Building, pool: Pool) -> dict[str, float]:
     """The numbers scorers recorded per shard (``ctx.stat``), summed over shards, with each shard's CPU
     seconds as ``unit_cpu_s`` (pixel scorers: images, missing images, decode and model seconds)."""
@@ -217,27 +231,25 @@ def _throughput(totals: dict[str, float], cost: CostMeter) -> dict:
                            "images_per_s": round(totals["images"] / max(cost.wall_s, 1e-9), 1)}}
 
 
-def _finish(job: _ShardJob, pool_key: str, fit: Artifact | None, cost: CostMeter, plugin: dict) -> Artifact:
-    building, pool = job.building, job.pool
+def _finish(job: ScoreTask, building: Building, pool_key: str, fit: Artifact | None, cost: CostMeter,
+            plugin: dict, executor: Executor) -> Artifact:
+    pool = job.pool
     totals = unit_totals(building, pool)
     cost.used_gpu = cost.used_gpu or totals.get("gpu_s", 0.0) > 0
     columns = job.scorer.output_columns()
-    values: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     for shard in pool.shards:
-        part = f"parts/{shard.stem}.parquet"
-        table = pq.read_table(building.dir / part)
-        for c in columns:
-            values[c].append(table.column(c).to_numpy())
-        building.add_output(part, rows=shard.rows)
+        building.add_output(f"parts/{shard.stem}.parquet", rows=shard.rows)
     fit_dir = building.dir / "fit"
     if fit_dir.is_dir():
         for path in sorted(p for p in fit_dir.rglob("*") if p.is_file()):
             building.add_output(str(path.relative_to(building.dir)))
-    stats = {c: _column_stats(np.concatenate(v)) for c, v in values.items()}
+    # column statistics part by part on the executor: the driver never holds a score column
+    parts = [Part(s.stem, s.offset, s.rows) for s in pool.shards]
+    stats = {c: Column(building.dir, parts, c, executor.for_passes()).stats() for c in columns}
     fit_ref = {"fit": {"key": fit.key, "cost": fit.manifest.get("cost", {})}} if fit is not None else {}
     return building.finish({"pool_key": pool_key, "columns": list(columns), "rows": pool.size,
                             "parts": [s.stem for s in pool.shards], "stats": stats,
                             "fit_stats": fit.manifest.get("stats", {}) if fit is not None else {}, **fit_ref,
                             "cost": cost.as_dict(), "unit_stats": totals, **_throughput(totals, cost),
-                            "requires": [d.key for d in job.deps],
+                            "requires": [d.key for d in job.deps], "executed_by": executor.describe(),
                             "plugin": {"name": job.scorer.name, "version": job.scorer.version, **plugin}})

@@ -261,3 +261,14 @@ def test_bad_inputs_raise_one_line_errors(world, tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(FilterbenchError, match="task 'imagenet22k' is not in task list"):
         _run(world, tmp_path, tasks=["imagenet22k"])
+
+
+def test_tasks_on_worker_processes_write_the_same_results_file(world, tmp_path):
+    from filterbench.harness.executor import LocalExecutor
+
+    alone = _run(world, tmp_path / "alone")
+    # forked: the workers inherit this module's tiny-test architecture; each loads the model once
+    pooled = _run(world, tmp_path / "pooled", executor=LocalExecutor(2, start_method="fork"))
+    assert (tmp_path / "pooled" / "eval_results.jsonl").read_bytes() == \
+        (tmp_path / "alone" / "eval_results.jsonl").read_bytes()
+    assert pooled.evaluated == alone.evaluated and pooled.summary == alone.summary

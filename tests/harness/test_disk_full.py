@@ -46,7 +46,7 @@ def test_a_full_disk_fails_in_one_line_and_the_next_run_resumes(small_disk, tiny
     filler = _fill(small_disk, 40 * 1024)  # room for the pool's registration and a score part, not both parts
     runner = CliRunner(env={"FILTERBENCH_HOME": str(store_dir)})
     full = runner.invoke(cli, ["score", "clip_score", "--pool", str(tiny_pool)], catch_exceptions=False)
-    lines = [line for line in full.output.splitlines() if line.strip() and "shard/s]" not in line]  # (progress bar)
+    lines = [line for line in full.output.splitlines() if line.strip() and "unit/s]" not in line]  # (progress bar)
     assert full.exit_code == 2 and len(lines) == 1, full.output
     assert "no space left on device" in lines[0] and "kept 1 finished unit(s) of scores/clip_score-" in lines[0]
     store = Store(store_dir)

@@ -264,7 +264,7 @@ def test_an_interrupted_stage_stops_its_workers_and_says_what_was_kept(plugin_si
     finally:
         _stop(process)
         assert _workers_gone(pids), "a worker outlived its parent"
-    lines = [line for line in stderr.splitlines() if line.strip() and "shard/s]" not in line]  # (progress bar)
+    lines = [line for line in stderr.splitlines() if line.strip() and "unit/s]" not in line]  # (progress bar)
     assert process.returncode == exit_code, stderr
     assert len(lines) == 1 and lines[0].startswith(f"interrupted ({how}): kept 0 finished unit(s) of "
                                                    "scores/explodes-"), stderr

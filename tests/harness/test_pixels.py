@@ -53,6 +53,11 @@ def _micro(checkpoint: str):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
+    return _micro_checkpoint(tmp_path_factory.mktemp("ckpt") / "micro.pt")
+
+
+def _micro_checkpoint(path: Path) -> Path:
+    """A fixed micro model's weights (seed 11), also used by the executor tests."""
     import open_clip
     import torch
 
@@ -60,7 +65,6 @@ def checkpoint(tmp_path_factory):
 
     register_model_configs()
     torch.manual_seed(11)
-    path = tmp_path_factory.mktemp("ckpt") / "micro.pt"
     torch.save({"state_dict": open_clip.create_model(ARCH).state_dict()}, path)
     return path
 

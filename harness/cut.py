@@ -1,0 +1,234 @@
+"""Global steps as map + small reduce: order statistics, top-k and threshold cuts over score parts.
+
+A score column lives in one parquet part per metadata shard.  Nothing here loads a whole column: a *pass* maps
+a small :class:`PartPass` task over the parts on any executor, each unit returns a sparse sketch of its part,
+and the driver merges the sketches as they arrive (sums of counts: independent of arrival order).
+
+Order keys map float32 scores to uint32 with the same order (NaN -> 0, below everything; -0.0 just below
++0.0), so "the k-th largest score" is a radix select on keys: a histogram of the high 16 bits finds the bin,
+a histogram of the low 16 bits inside that bin finds the key.  Two passes, exact, whatever the pool size.
+
+A top-k cut keeps exactly k uids: every key above the k-th largest key K, and among the rows whose key is K
+(the ties) the ones with the smallest 128-bit uids.  Only the ties' positions reach the driver, and their uids
+are read from the pool's ``uids.npy`` by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from filterbench.harness.executor import Executor, Task
+
+BINS = 65536
+
+
+def order_keys(values: np.ndarray) -> np.ndarray:
+    """float32 scores -> uint32 keys with the same order (NaN -> 0, below everything)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
+    keys[np.isnan(values)] = 0
+    return keys
+
+
+def key_value(key: int) -> float:
+    """The float32 score whose order key is ``key`` (inverse of :func:`order_keys` for non-NaN keys)."""
+    bits = np.uint32(key & 0x7FFFFFFF) if key & 0x80000000 else ~np.uint32(key)
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+
+
+@dataclass(frozen=True)
+class Part:
+    """One unit of a pass: a score part and where its rows sit in pool order."""
+
+    stem: str
+    offset: int
+    rows: int
+
+
+def parts_of(manifest: dict) -> list[Part]:
+    """The parts of a score artifact, with offsets, from its manifest (rows per part are recorded there)."""
+    parts, offset = [], 0
+    for stem in manifest["parts"]:
+        rows = int(manifest["outputs"][f"parts/{stem}.parquet"]["rows"])
+        parts.append(Part(stem, offset, rows))
+        offset += rows
+    return parts
+
+
+@dataclass
+class PartPass(Task):
+    """Read one column of one part and return a sketch of it (``mode``):
+
+    - ``hist``: (high 16 bits present, their counts) of the order keys, and the number of NaN rows;
+    - ``lo``: for each high bin in ``arg``, (low 16 bits present, counts);
+    - ``select``: keys ``> arg`` as a 0/1 uint8 mask, and the part-local positions of keys ``== arg``;
+    - ``threshold``: scores ``>= arg`` as a 0/1 uint8 mask (NaN never);
+    - ``moments``: count, NaN count, min, max, sum and sum of squares (float64) of the finite scores.
+    """
+
+    folder: Path
+    column: str
+    mode: Literal["hist", "lo", "select", "threshold", "moments"]
+    arg: Any = None
+
+    def run(self, part: Part) -> Any:
+        values = pq.read_table(self.folder / f"parts/{part.stem}.parquet", columns=[self.column]) \
+            .column(0).to_numpy()
+        if len(values) != part.rows:
+            raise ValueError(f"{self.folder}/parts/{part.stem}.parquet: {len(values)} rows, manifest says "
+                             f"{part.rows}")
+        if self.mode == "threshold":
+            return (values >= self.arg).astype(np.uint8)
+        if self.mode == "moments":
+            return _moments(values)
+        keys = order_keys(values)
+        if self.mode == "hist":
+            return np.unique(keys >> 16, return_counts=True), int(np.count_nonzero(keys == 0))
+        if self.mode == "lo":
+            high = keys >> 16
+            return {b: np.unique(keys[high == b] & 0xFFFF, return_counts=True) for b in self.arg}
+        return (keys > self.arg).astype(np.uint8), np.flatnonzero(keys == self.arg)
+
+
+def _moments(values: np.ndarray) -> tuple:
+    finite = values[np.isfinite(values)].astype(np.float64)
+    if not finite.size:
+        return len(values), len(values), np.inf, -np.inf, 0.0, 0.0
+    return (len(values), len(values) - finite.size, float(finite.min()), float(finite.max()),
+            float(finite.sum()), float(np.square(finite).sum()))
+
+
+def _sparse_add(total: np.ndarray, sparse: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    np.add.at(total, sparse[0].astype(np.int64), sparse[1])
+    return total
+
+
+class Column:
+    """One score column of a score artifact, processed part by part on an executor."""
+
+    def __init__(self, folder: Path, parts: list[Part], column: str, executor: Executor, progress: bool = False):
+        self.folder, self.column, self.executor, self.progress = Path(folder), column, executor, progress
+        self.parts = parts
+        self.size = sum(p.rows for p in self.parts)
+        self._hist: tuple[np.ndarray, int] | None = None
+
+    def _pass(self, mode: str, combine, initial, arg: Any = None) -> Any:
+        task = PartPass(self.folder, self.column, mode, arg)
+        return self.executor.fold(task, self.parts, combine, initial, f"{mode} {self.column}", self.progress)
+
+    def high_histogram(self) -> tuple[np.ndarray, int]:
+        """Counts of the keys' high 16 bits over the column (NaN included in bin 0), and the NaN count."""
+        if self._hist is None:
+            def add(acc, i, result):
+                return _sparse_add(acc[0], result[0]), acc[1] + result[1]
+            self._hist = self._pass("hist", add, (np.zeros(BINS, np.int64), 0))
+        return self._hist
+
+    def finite_count(self) -> int:
+        return self.size - self.high_histogram()[1]
+
+    def keys_at(self, ranks: Sequence[int]) -> list[int]:
+        """The order keys at 0-based ascending ranks among the non-NaN rows (two passes for all ranks)."""
+        hist, nan = self.high_histogram()
+        below = np.cumsum(hist) - nan  # non-NaN keys with high bits <= b (NaN keys are all in bin 0)
+        bins = [int(np.searchsorted(below, r, side="right")) for r in ranks]
+        lows = self._pass("lo", _merge_lo, {b: np.zeros(BINS, np.int64) for b in set(bins)}, tuple(sorted(set(bins))))
+        keys = []
+        for r, b in zip(ranks, bins):
+            lo = lows[b].copy()
+            if b == 0:
+                lo[0] -= nan  # NaN keys are 0: not part of the ranking
+            before = (below[b - 1] if b else 0)
+            inside = np.cumsum(lo)
+            keys.append((b << 16) | int(np.searchsorted(inside, r - before, side="right")))
+        return keys
+
+    def count_above(self, key: int) -> int:
+        """How many rows have an order key strictly above ``key`` (one pass over the bin's low bits)."""
+        hist, _ = self.high_histogram()
+        b = key >> 16
+        lows = self._pass("lo", _merge_lo, {b: np.zeros(BINS, np.int64)}, (b,))
+        return int(hist[b + 1:].sum()) + int(lows[b][(key & 0xFFFF) + 1:].sum())
+
+    def select(self, key: int, counts: np.ndarray) -> np.ndarray:
+        """Set ``counts[i] = 1`` where the key is above ``key``; return the global positions of ties."""
+        def write(ties, i, result):
+            part = self.parts[i]
+            counts[part.offset:part.offset + part.rows] = result[0]
+            ties.append(part.offset + result[1])
+            return ties
+        ties = self._pass("select", write, [], key)
+        return np.sort(np.concatenate(ties)) if ties else np.zeros(0, np.int64)
+
+    def threshold(self, value: float, counts: np.ndarray) -> None:
+        def write(_, i, mask):
+            part = self.parts[i]
+            counts[part.offset:part.offset + part.rows] = mask
+        self._pass("threshold", write, None, value)
+
+    def stats(self) -> dict:
+        """The score manifest's column statistics, from one moments pass and the radix passes."""
+        def keep(table, i, m):  # a row per part, summed in part order below: float sums in arrival order
+            table[i] = m        # would differ in their last bits from one executor to another
+            return table
+        table = self._pass("moments", keep, np.zeros((len(self.parts), 6), np.float64))
+        count, nan = int(table[:, 0].sum()), int(table[:, 1].sum())
+        low, high = (table[:, 2].min(), table[:, 3].max()) if len(table) else (np.inf, -np.inf)
+        total, squares = float(table[:, 4].sum()), float(table[:, 5].sum())
+        finite = count - nan
+        if not finite:
+            return {"count": count, "nan": count}
+        mean = total / finite
+        return {"count": count, "nan": nan, "min": float(low), "max": float(high), "mean": float(mean),
+                "std": float(np.sqrt(max(squares / finite - mean * mean, 0.0))),
+                **self._quantiles(finite, {"p10": 0.1, "p50": 0.5, "p90": 0.9})}
+
+    def _quantiles(self, finite: int, wanted: dict[str, float]) -> dict[str, float]:
+        """numpy's default (linear) quantiles of the finite values, from exact order statistics; +-inf are
+        not finite and leave the ranking through the NaN-like treatment of ``moments`` only, so a column
+        holding infinities gets quantiles over every non-NaN value."""
+        positions = {name: q * (finite - 1) for name, q in wanted.items()}
+        ranks = sorted({int(np.floor(p)) for p in positions.values()} | {int(np.ceil(p)) for p in positions.values()})
+        values = dict(zip(ranks, (key_value(k) for k in self.keys_at(ranks))))
+        out = {}
+        for name, p in positions.items():
+            a, b, t = values[int(np.floor(p))], values[int(np.ceil(p))], p - np.floor(p)
+            out[name] = float(a + (b - a) * t) if t < 0.5 else float(b - (b - a) * (1 - t))
+        return out
+
+
+def _merge_lo(acc: dict, i: int, result: dict) -> dict:
+    for b, sparse in result.items():
+        _sparse_add(acc[b], sparse)
+    return acc
+
+
+def top_k(column: Column, k: int, uids: np.ndarray, counts: np.ndarray) -> None:
+    """Keep exactly the k best rows (score desc, uid asc; NaN never) in ``counts`` (0 elsewhere)."""
+    k = min(k, column.finite_count())
+    if k <= 0:
+        return
+    [key] = column.keys_at([column.finite_count() - k])
+    ties = column.select(key, counts)
+    need = k - int(np.count_nonzero(counts)) if len(ties) else 0
+    if need <= 0:
+        return
+    from filterbench.harness.uids import UID_DTYPE
+
+    tie_uids = np.asarray(uids[ties]).astype(UID_DTYPE)
+    counts[ties[np.argsort(tie_uids, kind="stable")[:need]]] = 1
+
+
+def datacomp_fraction(column: Column, fraction: float, counts: np.ndarray) -> None:
+    """DataComp's ``get_threshold``: ``n = int(N*f)``, ``t`` the (n+1)-th largest score, keep ``score >= t``."""
+    n, finite = int(column.size * fraction), column.finite_count()
+    if n >= finite:
+        column.threshold(-np.inf, counts)  # every non-NaN score
+        return
+    [key] = column.keys_at([finite - 1 - n])
+    column.threshold(key_value(key), counts)

@@ -1,0 +1,164 @@
+"""The Ray executor (optional extra ``filterbench[ray]``): CPU units as Ray tasks, GPU units on an actor pool.
+
+- CPU tasks (``Resources.gpus == 0``): one Ray task per unit with ``num_cpus`` and ``memory`` from the task's
+  declared resources.  Ray retries a unit whose worker or node died (``max_retries``); an exception raised by
+  the unit itself is retried only when it is transient (:data:`~filterbench.harness.executor.TRANSIENT_ERRORS`),
+  anything else stops the map and reaches the command's one-line error.  A worker process sets a task up once
+  and keeps it for the following units of the same map (cached under the map's token).
+- GPU tasks (``Resources.gpus > 0``): an actor pool, each actor holding the task set up once (the model loaded
+  once) with ``num_gpus`` (fractions pack several actors on one GPU; Ray sets ``CUDA_VISIBLE_DEVICES``).  The
+  driver hands each idle actor the next unit; a dead actor is restarted and its unit retried.  On a cluster
+  without GPUs the actors ask for CPUs only, and a warning says so.
+
+The driver only ever holds paths, the task (small) and the units' small results; workers read and write the
+store themselves, so every node must see the work directory at the same path (a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterator, Sequence
+
+from filterbench.harness.executor import TRANSIENT_ERRORS, Executor, ExecutorError, Task, unit_token
+
+log = logging.getLogger("filterbench.ray")
+MAX_RETRIES = 3
+MIN_IN_FLIGHT = 64  # units submitted ahead of the results (at least 4 per cluster CPU)
+_READY: dict[str, Task] = {}  # per Ray worker process: the tasks already set up, by map token
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorError("the ray executor needs the optional extra: pip install 'filterbench[ray]'") from None
+    return ray
+
+
+def _run_cached(token: str, task: Task, unit: Any) -> Any:
+    ready = _READY.get(token)
+    if ready is None:
+        task.setup()
+        _READY.clear()  # one map's task at a time per worker: a model from an earlier stage is released
+        _READY[token] = ready = task
+    return ready.run(unit)
+
+
+class _UnitActor:
+    """Holds one set-up task (a loaded model) and runs the units the driver hands it."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        task.setup()
+
+    def run(self, unit: Any) -> Any:
+        return self.task.run(unit)
+
+
+@dataclass
+class RayExecutor(Executor):
+    """Units on a Ray cluster: ``address`` (``auto``, ``ray://host:10001``, ``host:6379``) or, when None, a
+    cluster of this machine started on first use (``workers`` CPUs, 0 = all).  Stays connected for the
+    process's later stages."""
+
+    address: str | None = None
+    workers: int = 0
+    name: ClassVar[str] = "ray"
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "address": self.address or "local"}
+
+    def connect(self):
+        ray = import_ray()
+        if not ray.is_initialized():
+            options = {"address": self.address} if self.address else \
+                {"num_cpus": self.workers or None, "include_dashboard": False}
+            ray.init(log_to_driver=True, logging_level=logging.WARNING, **options)
+        return ray
+
+    def imap(self, task: Task, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        ray = self.connect()
+        if task.resources.gpus > 0:
+            yield from self._actor_pool(ray, task, units)
+        else:
+            yield from self._tasks(ray, task, units)
+
+    def _tasks(self, ray, task: Task, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        resources = task.resources
+        remote = ray.remote(_run_cached).options(
+            num_cpus=resources.cpus, memory=int(resources.memory_gb * 2**30) or None, max_retries=MAX_RETRIES,
+            retry_exceptions=list(TRANSIENT_ERRORS))
+        token, shared = unit_token(), ray.put(task)
+        queue = list(enumerate(units))[::-1]
+        window = max(MIN_IN_FLIGHT, 4 * int(ray.cluster_resources().get("CPU", 1)))
+        pending: dict = {}
+        try:
+            while queue or pending:
+                while queue and len(pending) < window:  # a bounded window: 1.28M units never sit in the driver
+                    i, unit = queue.pop()
+                    pending[remote.remote(token, shared, unit)] = i
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    yield pending.pop(ref), _result(ray, ref)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+    def _actor_pool(self, ray, task: Task, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        resources, gpus = task.resources, ray.cluster_resources().get("GPU", 0.0)
+        num_gpus = resources.gpus if gpus else 0.0
+        if not gpus:
+            log.warning("the Ray cluster has no GPUs: this task's actors run on CPUs")
+        size = _pool_size(len(units), gpus / num_gpus if num_gpus else ray.cluster_resources().get("CPU", 1)
+                          / max(resources.cpus, 1e-3))
+        actor = ray.remote(_UnitActor).options(num_cpus=resources.cpus, num_gpus=num_gpus,
+                                               memory=int(resources.memory_gb * 2**30) or None,
+                                               max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
+        shared = ray.put(task)
+        actors = [actor.remote(shared) for _ in range(size)]
+        try:
+            yield from self._feed(ray, actors, units)
+        finally:
+            for a in actors:
+                ray.kill(a)
+
+    def _feed(self, ray, actors: list, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Each idle actor gets the next unit, so a slow unit never holds up the others' queue."""
+        queue = list(enumerate(units))[::-1]
+        pending: dict = {}
+        for a in actors:
+            if queue:
+                i, unit = queue.pop()
+                pending[a.run.remote(unit)] = (i, a)
+        try:
+            while pending:
+                [ref], _ = ray.wait(list(pending), num_returns=1)
+                i, a = pending.pop(ref)
+                result = _result(ray, ref)
+                if queue:
+                    j, unit = queue.pop()
+                    pending[a.run.remote(unit)] = (j, a)
+                yield i, result
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+
+def _pool_size(units: int, capacity: float) -> int:
+    return max(1, min(units, math.floor(capacity + 1e-9)))
+
+
+def _result(ray, ref) -> Any:
+    """The unit's result; a unit's own exception is re-raised as itself (the CLI's one-line errors know its
+    type), not wrapped in Ray's error."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
