@@ -68,7 +68,8 @@ class PartPass(Task):
     - ``lo``: for each high bin in ``arg``, (low 16 bits present, counts);
     - ``select``: keys ``> arg`` as a 0/1 uint8 mask, and the part-local positions of keys ``== arg``;
     - ``threshold``: scores ``>= arg`` as a 0/1 uint8 mask (NaN never);
-    - ``moments``: count, NaN count, min, max, sum and sum of squares (float64) of the finite scores.
+    - ``moments``: ``hist``'s result and the count, NaN count, min, max, sum and sum of squares (float64) of
+      the finite scores (one read of the part for both).
     """
 
     folder: Path
@@ -84,11 +85,10 @@ class PartPass(Task):
                              f"{part.rows}")
         if self.mode == "threshold":
             return (values >= self.arg).astype(np.uint8)
-        if self.mode == "moments":
-            return _moments(values)
         keys = order_keys(values)
-        if self.mode == "hist":
-            return np.unique(keys >> 16, return_counts=True), int(np.count_nonzero(keys == 0))
+        if self.mode in ("hist", "moments"):
+            hist = np.unique(keys >> 16, return_counts=True), int(np.count_nonzero(keys == 0))
+            return hist if self.mode == "hist" else (hist, _moments(values))
         if self.mode == "lo":
             high = keys >> 16
             return {b: np.unique(keys[high == b] & 0xFFFF, return_counts=True) for b in self.arg}
@@ -173,10 +173,13 @@ class Column:
 
     def stats(self) -> dict:
         """The score manifest's column statistics, from one moments pass and the radix passes."""
-        def keep(table, i, m):  # a row per part, summed in part order below: float sums in arrival order
-            table[i] = m        # would differ in their last bits from one executor to another
-            return table
-        table = self._pass("moments", keep, np.zeros((len(self.parts), 6), np.float64))
+        def keep(acc, i, result):  # a row per part, summed in part order below: float sums in arrival
+            hist, moments = result  # order would differ in their last bits from one executor to another
+            acc[0][i] = moments
+            return acc[0], _sparse_add(acc[1], hist[0]), acc[2] + hist[1]
+        table, hist, nan = self._pass("moments", keep, (np.zeros((len(self.parts), 6), np.float64),
+                                                        np.zeros(BINS, np.int64), 0))
+        self._hist = (hist, nan)  # the quantiles' radix search needs no pass of its own
         count, nan = int(table[:, 0].sum()), int(table[:, 1].sum())
         low, high = (table[:, 2].min(), table[:, 3].max()) if len(table) else (np.inf, -np.inf)
         total, squares = float(table[:, 4].sum()), float(table[:, 5].sum())

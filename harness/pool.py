@@ -130,6 +130,30 @@ class Pool:
                                 f"{shard.parquet.name} has {shard.rows} rows")
         return arrays
 
+    def feature_shapes(self, shard: ShardInfo, keys: tuple[str, ...]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Shape and dtype of arrays of the shard's ``.npz``, from their headers only (no array data read),
+        checked as :meth:`read_features` checks them."""
+        if not shard.npz.is_file():
+            raise PoolError(f"{shard.npz}: missing npz sidecar (needed for {list(keys)})")
+        try:
+            with zipfile.ZipFile(shard.npz) as archive:
+                names = {n.removesuffix(".npy"): n for n in archive.namelist()}
+                missing = [k for k in keys if k not in names]
+                if missing:
+                    raise PoolError(f"{shard.npz}: missing array(s) {missing} (has {sorted(names)})")
+                shapes = {k: _npy_header(archive, names[k]) for k in keys}
+        except PoolError:
+            raise
+        except Exception as exc:
+            raise PoolError(f"{shard.npz}: unreadable or truncated npz ({type(exc).__name__}: {exc})") from None
+        for key, (shape, dtype) in shapes.items():
+            if np.dtype(dtype).kind not in "fiu":
+                raise PoolError(f"{shard.npz}: array {key!r} has dtype {dtype}; expected numbers")
+            if len(shape) != 2 or shape[0] != shard.rows:
+                raise PoolError(f"{shard.npz}: array {key!r} has shape {shape}, but {shard.parquet.name} has "
+                                f"{shard.rows} rows")
+        return shapes
+
     def uids(self, shard: ShardInfo) -> np.ndarray:
         """A shard's uids as ``u8,u8``, validated (32 hex characters)."""
         return hex_to_pairs(self.read_metadata(shard)["uid"], where=str(shard.parquet))
@@ -217,6 +241,14 @@ class Pool:
 
     def key(self) -> str:
         return content_key(self.describe())
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], str]:
+    with archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(handle)
+    return tuple(shape), dtype.str
 
 
 def _npz_member_crcs(path: Path) -> list[tuple[str, int, int]] | None:

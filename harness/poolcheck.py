@@ -15,19 +15,53 @@ from filterbench.harness.tarcheck import IncompleteTar, read_complete_tar
 from filterbench.harness.uids import UID_DTYPE, pairs_to_hex
 
 
-def check_uids(pool: Pool) -> np.ndarray:
-    """Validate every uid (hex, length) and refuse duplicates; returns all uids in pool order."""
-    uids = np.empty(pool.size, dtype=UID_DTYPE)
+def check_uids(pool: Pool, sink: np.ndarray | None = None, max_rows: int = 1 << 26) -> np.ndarray:
+    """Validate every uid (hex, length) and refuse duplicates; returns all uids in pool order.
+
+    Uids are written into ``sink`` (e.g. a memory-mapped ``uids.npy``) when given.  The duplicate search sorts
+    only the uids' high 64-bit words, ``max_rows`` of them at a time (a range of high words per pass), so it
+    needs 8 bytes per uid of one range beside ``sink``, not a sorted copy of every uid.
+    """
+    uids = sink if sink is not None else np.empty(pool.size, dtype=UID_DTYPE)
     for shard in pool.shards:
         uids[shard.offset:shard.offset + shard.rows] = pool.uids(shard)
-    order = np.argsort(uids, kind="stable")
-    ordered = uids[order]
-    dup = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if dup.size:
-        first, second = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
+    _refuse_duplicates(pool, uids, max_rows)
+    return uids
+
+
+def _refuse_duplicates(pool: Pool, uids: np.ndarray, max_rows: int) -> None:
+    """Two equal uids have equal high words: sort the high words range by range (DataComp's uids are hashes,
+    so ranges of equal width hold similar counts) and compare the low words only where high words repeat."""
+    ranges = max(1, -(-len(uids) // max_rows))
+    edges = [(2**64 * i) // ranges for i in range(ranges + 1)]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        chunks = [_in_range(uids["f0"][i:i + max_rows], lo, hi) for i in range(0, len(uids), max_rows)]
+        words = chunks[0] if len(chunks) == 1 else np.concatenate(chunks or [np.zeros(0, np.uint64)])
+        words.sort()
+        repeated = np.unique(words[1:][words[1:] == words[:-1]])
+        for word in repeated:  # rare: a real duplicate, or two uids sharing 64 bits
+            _duplicate_with_high_word(pool, uids, word)
+
+
+def _in_range(words: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    words = np.asarray(words)
+    if lo == 0 and hi == 2**64:
+        return words.copy()
+    mask = words >= np.uint64(lo)
+    if hi < 2**64:
+        mask &= words < np.uint64(hi)
+    return words[mask]
+
+
+def _duplicate_with_high_word(pool: Pool, uids: np.ndarray, word: np.uint64) -> None:
+    rows = np.flatnonzero(np.asarray(uids["f0"]) == word)
+    low = np.asarray(uids["f1"])[rows]
+    order = np.argsort(low, kind="stable")
+    same = np.flatnonzero(low[order][1:] == low[order][:-1])
+    if same.size:
+        first, second = sorted((int(rows[order[same[0]]]), int(rows[order[same[0] + 1]])))
         raise PoolError(f"duplicate uid {pairs_to_hex(uids[first:first + 1])[0]} at "
                         f"{_locate(pool, first)} and {_locate(pool, second)}")
-    return uids
 
 
 def _locate(pool: Pool, row: int) -> str:
@@ -37,8 +71,9 @@ def _locate(pool: Pool, row: int) -> str:
     return f"pool row {row}"
 
 
-def check_sidecars(pool: Pool, needs: Needs | None = None) -> None:
-    """Check that npz sidecars exist where needed and that every array has the parquet's row count.
+def check_sidecars(pool: Pool, needs: Needs | None = None, deep: bool = False) -> None:
+    """Check that npz sidecars exist where needed and that every array has the parquet's row count (from the
+    arrays' headers; ``deep`` reads every array, as ``pool check --deep`` does).
 
     A sidecar without its parquet means a metadata shard went missing: the pool would silently be smaller.
     """
@@ -54,7 +89,10 @@ def check_sidecars(pool: Pool, needs: Needs | None = None) -> None:
                 continue  # a pool without features is legal until a plugin needs them
             raise PoolError(f"{shard.npz}: missing npz sidecar (needed for {list(needs.features)})")
         keys = needs.features if needs is not None else _npz_keys(shard.npz)
-        pool.read_features(shard, tuple(keys))
+        if deep:
+            pool.read_features(shard, tuple(keys))  # every byte: a damaged member fails its CRC
+        else:
+            pool.feature_shapes(shard, tuple(keys))  # headers only: shapes and dtypes, no array data
 
 
 def _npz_keys(path) -> tuple[str, ...]:
@@ -142,10 +180,14 @@ def _tar_stats(tar_path: Path) -> dict | None:
     return stats
 
 
-def check_pool(pool: Pool, needs: Needs | None = None, deep: bool = False) -> dict:
-    """Run the checks; ``deep`` also reads every npz array and tar.  Returns counts for reporting."""
-    uids = check_uids(pool)
-    check_sidecars(pool, needs if not deep else None)
+def check_pool(pool: Pool, needs: Needs | None = None, deep: bool = False,
+               uids_sink: np.ndarray | None = None) -> dict:
+    """Run the checks; ``deep`` also reads every npz array and tar.  Returns counts for reporting.
+
+    ``uids_sink`` receives every uid in pool order (the pool stage passes its memory-mapped ``uids.npy``).
+    """
+    uids = check_uids(pool, uids_sink)
+    check_sidecars(pool, needs if not deep else None, deep)
     report = {"rows": int(len(uids)), "shards": len(pool.shards)}
     if deep and pool.shards_dir.is_dir():
         report["images"] = check_tars(pool, uids)

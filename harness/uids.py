@@ -79,8 +79,13 @@ def expand_counts(pairs: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """The DataComp subset for ``counts``: each uid repeated ``count`` times, sorted by 128-bit value."""
     if len(pairs) != len(counts):
         raise SubsetError(f"{len(pairs)} uids but {len(counts)} counts")
-    selected = np.repeat(pairs, np.asarray(counts, dtype=np.int64))
-    return np.sort(selected, kind="stable")
+    counts = np.asarray(counts)
+    if counts.size and counts.max() <= 1:  # a subset: a mask, without an int64 copy of the counts
+        selected = np.asarray(pairs)[counts.astype(bool)]
+    else:
+        selected = np.repeat(pairs, counts.astype(np.int64))
+    selected.sort(kind="stable")  # in place: no second copy of the kept uids
+    return selected
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:

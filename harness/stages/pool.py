@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+from filterbench.harness.atomic import publish, temporary_path
 from filterbench.harness.errors import StoreError
 from filterbench.harness.pool import Pool
 from filterbench.harness.poolcheck import check_pool
 from filterbench.harness.store import Artifact, Store, write_json_atomic
-from filterbench.harness.uids import atomic_save_npy
+from filterbench.harness.uids import UID_DTYPE, atomic_save_npy
 
 #: where the pool's files were last seen, beside the (immutable) manifest: a pool is identified by its bytes, so
 #: the same pool copied or rebuilt elsewhere keeps its key, and the store must read it where it is now
@@ -34,13 +37,32 @@ def register_pool(store: Store, pool: Pool, label: str | None = None) -> Artifac
     with store.build("pools", label, key, inputs) as building:
         if building.done is not None:  # another command registered it while this one waited
             return building.done
-        report = check_pool(pool)
-        uids = pool.all_uids()
-        atomic_save_npy(building.dir / "uids.npy", uids)
-        building.add_output("uids.npy", rows=int(len(uids)))
+        report = _check_into_uids_file(pool, building.dir / "uids.npy")
+        building.add_output("uids.npy", rows=pool.size)
         shards = [{"stem": s.stem, "rows": s.rows, "offset": s.offset} for s in pool.shards]
         return building.finish({"pool_root": str(pool.root.resolve()), "size": pool.size,
                                 "shards": shards, "check": report})
+
+
+def _check_into_uids_file(pool: Pool, path: Path) -> dict:
+    """Check the pool while its uids stream into ``uids.npy`` (memory-mapped, temporary name, then renamed):
+    the pool's uids are parsed once and never held in memory as a whole."""
+    if pool.size == 0:  # (numpy cannot map an empty file)
+        report = check_pool(pool)
+        atomic_save_npy(path, np.zeros(0, dtype=UID_DTYPE))
+        return report
+    tmp = temporary_path(path)
+    sink = np.lib.format.open_memmap(tmp, mode="w+", dtype=UID_DTYPE, shape=(pool.size,))
+    try:
+        report = check_pool(pool, uids_sink=sink)
+        sink.flush()
+    except BaseException:
+        del sink
+        tmp.unlink(missing_ok=True)
+        raise
+    del sink
+    publish(tmp, path)
+    return report
 
 
 def pool_root(artifact: Artifact) -> Path:

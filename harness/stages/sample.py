@@ -97,7 +97,9 @@ def _check_columns(sampler: Sampler, table: ScoreTable) -> None:
 def selection_stats(counts: np.ndarray) -> dict:
     """Unique kept, total, max repeats and a histogram of counts (per segment in schedule mode)."""
     flat = counts.sum(axis=0) if counts.ndim == 2 else counts
-    hist = np.bincount(np.minimum(flat, 10).astype(np.int64), minlength=11)
+    hist = np.zeros(11, dtype=np.int64)
+    for start in range(0, flat.size, 1 << 24):  # in chunks: a 50M-row selection needs no int64 copy
+        hist += np.bincount(np.minimum(flat[start:start + (1 << 24)], 10), minlength=11)
     stats = {"pool_size": int(flat.size), "unique_uids": int(np.count_nonzero(flat)),
              "total": int(flat.sum(dtype=np.int64)), "max_count": int(flat.max()) if flat.size else 0,
              "count_histogram": {("10+" if i == 10 else str(i)): int(h) for i, h in enumerate(hist)}}

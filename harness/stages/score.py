@@ -191,7 +191,8 @@ def has_image(images) -> np.ndarray:
 def _write_part(path, uids: np.ndarray, columns: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
-    table = pa.table({"uid": pa.array(uids.astype(str), pa.string()),
+    strings = uids if uids.dtype == object else uids.astype(str)  # (the pool's are Python strings already)
+    table = pa.table({"uid": pa.array(strings, pa.string()),
                       **{c: pa.array(v, pa.float32()) for c, v in columns.items()}})
     pq.write_table(table, tmp, compression="zstd")
     publish(tmp, path)

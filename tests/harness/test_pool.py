@@ -173,3 +173,28 @@ def test_deep_check_compares_each_tar_with_its_stats_and_the_metadata(tiny_pool,
     with pytest.raises(PoolError, match=r"shards: the tars' _stats.json files count \d+ rows attempted but the "
                                         r"metadata has 600 rows"):
         check_pool(Pool(pool.root), deep=True)
+
+
+def test_the_duplicate_search_in_bounded_ranges_finds_what_a_full_sort_finds(tiny_pool, tmp_path):
+    from filterbench.harness.poolcheck import check_uids
+
+    pool = _copy(tiny_pool, tmp_path)
+    assert np.array_equal(check_uids(pool, max_rows=7), pool.all_uids())  # 86 ranges of high words, no duplicate
+    first = pool.read_metadata(pool.shards[0], ("text",))
+    second = pool.read_metadata(pool.shards[1], ("text",))
+    second["uid"][9] = first["uid"][2]
+    second["uid"][11] = first["uid"][2][:16] + second["uid"][11][16:]  # same high word, other low word
+    write_parquet(pool.shards[1].parquet, second)
+    for max_rows in (7, 1000):
+        with pytest.raises(PoolError, match=rf"duplicate uid {first['uid'][2]} at .*row 2 and .*row 9"):
+            check_uids(Pool(pool.root), max_rows=max_rows)
+
+
+def test_registration_reads_npz_headers_not_arrays(tiny_pool, tmp_path, monkeypatch):
+    from filterbench.harness.stages.pool import register_pool
+    from filterbench.harness.store import Store
+
+    pool = _copy(tiny_pool, tmp_path)
+    monkeypatch.setattr(Pool, "read_features", lambda *a, **k: pytest.fail("registration read array data"))
+    artifact = register_pool(Store(tmp_path / "work"), pool)
+    assert np.array_equal(np.load(artifact.path / "uids.npy"), pool.all_uids())
