@@ -120,3 +120,26 @@ def test_readme_main_job_regenerates_the_committed_board():
     commands = [body.strip() for lang, _, body in BLOCK.findall(readme) if lang == "bash"]
     main_job = next(c for c in commands if "filterbench run" in c)
     assert "--records leaderboard/records" in main_job
+
+
+def test_scale_slurm_walkthrough_runs(tmp_path):
+    """docs/scale.md's Slurm round trip, run as written: the array's elements run by hand, the rerun completes."""
+    import os
+
+    from filterbench.testing import fabricate_pool
+
+    fabricate_pool(tmp_path / "data" / "pool", rows=240, shards=4)
+    env = {**os.environ, "FILTERBENCH_HOME": str(tmp_path / "work"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    blocks = [body for lang, info, body in _blocks("scale.md") if lang == "bash" and info == "walkthrough"]
+    assert len(blocks) == 1
+    outputs = []
+    for line in blocks[0].strip().splitlines():
+        done = subprocess.run(["bash", "-c", line.replace("/data/", f"{tmp_path}/data/")], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+        outputs.append((done.stdout, done.stderr))
+    assert "slurm: 4 unit(s) in 4 array element(s)" in outputs[0][1]
+    assert outputs[1][0].count("ran 1 unit(s)") == 4
+    selection = Path(outputs[2][0].strip().splitlines()[-1])  # `run --until sample` prints the selection last
+    assert selection.parent == tmp_path / "work" / "selections" and (selection / "subset.npy").is_file()
