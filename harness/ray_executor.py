@@ -75,7 +75,10 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             options = {"address": self.address} if self.address else \
                 {"num_cpus": self.workers or None, "include_dashboard": False}
-            ray.init(log_to_driver=True, logging_level=logging.WARNING, **options)
+            # the driver draws the progress bar; libraries' bars inside workers (clip_benchmark's) would be
+            # relayed to the driver line by line
+            ray.init(log_to_driver=True, logging_level=logging.WARNING,
+                     runtime_env={"env_vars": {"TQDM_DISABLE": "1"}}, **options)
         return ray
 
     def imap(self, task: Task, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
