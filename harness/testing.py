@@ -205,3 +205,11 @@ def artifact_bytes(artifact) -> dict[str, bytes]:
     """Every output file of an artifact (score parts, fitted state, selection files) by name: two artifacts
     made by different executors or worker counts must compare equal."""
     return {name: (artifact.path / name).read_bytes() for name in sorted(artifact.manifest["outputs"])}
+
+
+def one_task_tasklist(name: str, title: str = "Colours") -> str:
+    """The YAML of a task list with a single zero-shot classification task ``<name>/<title lowercased>``, in a
+    group of its own: what a test of the chain needs to evaluate one small eval set."""
+    task = f"{name}/{title.lower()}"
+    return (f"format: filterbench-tasklist/1\nname: {name}\nversion: 1\ntasks:\n  {task}: {{name: {title}}}\n"
+            f"groups:\n  {title}: [{task}]\naverage: {{name: Average, expected_tasks: 1}}\n")

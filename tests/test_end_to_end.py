@@ -10,17 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from filterbench.harness.cli import cli
+from filterbench.testing import one_task_tasklist
 
-TASKLIST = """\
-format: filterbench-tasklist/1
-name: e2e
-version: 1
-tasks:
-  e2e/colours: {name: Colours}
-groups:
-  Colours: [e2e/colours]
-average: {name: Average, expected_tasks: 1}
-"""
+TASKLIST = one_task_tasklist("e2e")
 
 
 @pytest.fixture(scope="module")

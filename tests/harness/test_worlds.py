@@ -9,17 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from filterbench.harness.cli import cli
+from filterbench.testing import one_task_tasklist
 
-TASKLIST = """\
-format: filterbench-tasklist/1
-name: mini
-version: 1
-tasks:
-  mini/colours: {name: Colours}
-groups:
-  Colours: [mini/colours]
-average: {name: Average, expected_tasks: 1}
-"""
+TASKLIST = one_task_tasklist("mini")
 
 
 @pytest.fixture(scope="module")
