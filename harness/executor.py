@@ -112,6 +112,11 @@ class Executor(ABC):
         finally:
             bar.close()
 
+    @classmethod
+    def from_spec(cls, spec: "ExecutorSpec", workdir: Path | None = None) -> "Executor":
+        """An executor built from the command's options (default: none of them)."""
+        return cls()
+
     def describe(self) -> dict:
         """For manifests and logs: which executor ran a stage (never part of a key)."""
         return {"executor": self.name}
@@ -265,8 +270,9 @@ class ExecutorError(FilterbenchError):
     """An unknown executor, or one whose optional extra is not installed."""
 
 
-def make_executor(spec: ExecutorSpec | None = None, *, workdir: Path | None = None) -> Executor:
-    """The executor ``spec`` names; fails in one line for an unknown name or a missing extra."""
+def make_executor(spec: ExecutorSpec | None = None, *, workdir: Path | None = None, plugins: Any = None) -> Executor:
+    """The executor ``spec`` names: one of the harness's four, else one a plugin registered
+    (``register_executors``); fails in one line for an unknown name or a missing extra."""
     spec = spec or ExecutorSpec()
     if spec.name == "inline":
         return InlineExecutor()
@@ -281,8 +287,14 @@ def make_executor(spec: ExecutorSpec | None = None, *, workdir: Path | None = No
 
         folder = spec.slurm_dir or (Path(workdir) if workdir else Path.cwd()) / "slurm"
         return SlurmExecutor(folder, submit=spec.submit, sbatch_options=spec.slurm_options)
-    raise ExecutorError(f"unknown executor {spec.name!r}{did_you_mean(spec.name, EXECUTORS)} "
-                        f"(choose one of {', '.join(EXECUTORS)})")
+    from filterbench.harness.manager import get_plugins
+
+    registry = (plugins or get_plugins()).executors
+    if spec.name in registry:
+        return registry.get(spec.name).from_spec(spec, workdir)
+    known = [*EXECUTORS, *registry.names()]
+    raise ExecutorError(f"unknown executor {spec.name!r}{did_you_mean(spec.name, known)} "
+                        f"(choose one of {', '.join(known)})")
 
 
 def unit_token() -> str:

@@ -119,6 +119,42 @@ def register_worlds(register: Callable[..., None], workdir: Path) -> None:
 
 
 @hookspec
+def register_executors(register: Callable[..., None]) -> None:
+    """Register executors: other engines that run a stage's units (``--executor NAME``; docs/scale.md).
+
+    The harness's own (``inline``, ``local``, ``ray``, ``slurm``) are always there and cannot be replaced.
+    Called the first time a command asks for an executor that is not one of them.
+
+    Args:
+        register: call ``register(cls)`` once per class.  The class subclasses
+            :class:`filterbench.harness.executor.Executor`, sets a snake_case ``name``, implements ``imap`` (run a
+            :class:`~filterbench.harness.executor.Task` over units, yield ``(index, result)`` as they finish) and
+            may override ``from_spec(spec, workdir)`` to read the command's options (``--workers``, ...).
+
+    Returns:
+        Nothing; the return value is ignored.
+
+    Raises:
+        A duplicate name, or a class that is not an Executor, is a hard error naming the plugin.
+
+    Example::
+
+        class DaskExecutor(Executor):
+            name = "dask"
+
+            def imap(self, task, units):
+                client = distributed.Client()
+                futures = {client.submit(task.run, u, retries=2): i for i, u in enumerate(units)}
+                for future in distributed.as_completed(futures):
+                    yield futures[future], future.result()
+
+        @filterbench.hookimpl
+        def register_executors(register):
+            register(DaskExecutor)
+    """
+
+
+@hookspec
 def records_written(records_dir: Path, records: list[Path]) -> dict[str, Path] | None:
     """Observe the records a ``filterbench run`` has written (the leaderboard rebuilds its board here).
 

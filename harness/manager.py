@@ -30,6 +30,7 @@ class PluginInfo:
     error: str | None = None
     scorers: list[str] = field(default_factory=list)
     samplers: list[str] = field(default_factory=list)
+    executors: list[str] = field(default_factory=list)
 
 
 class Plugins:
@@ -46,6 +47,7 @@ class Plugins:
         self.pm.check_pending()
         self._scorers: Registry[Scorer] | None = None
         self._samplers: Registry[Sampler] | None = None
+        self._executors: Registry | None = None
 
     # -- loading ---------------------------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
@@ -65,7 +67,7 @@ class Plugins:
         module = obj if isinstance(obj, str) else getattr(obj, "__name__", type(obj).__name__)
         loader = (lambda: importlib.import_module(obj)) if isinstance(obj, str) else (lambda: obj)
         self._register_isolated(PluginInfo(name, module), loader)
-        self._scorers = self._samplers = None
+        self._scorers = self._samplers = self._executors = None
 
     def _register_isolated(self, info: PluginInfo, loader: Any) -> None:
         self.infos[info.name] = info
@@ -128,6 +130,15 @@ class Plugins:
         if self._scorers is None:
             self._scorers = self._collect("scorer", Scorer, "register_scorers")
         return self._scorers
+
+    @property
+    def executors(self) -> Registry:
+        """Executors that plugins add (``register_executors``); the harness's own four are not in it."""
+        if self._executors is None:
+            from filterbench.harness.executor import Executor
+
+            self._executors = self._collect("executor", Executor, "register_executors")
+        return self._executors
 
     @property
     def samplers(self) -> Registry[Sampler]:

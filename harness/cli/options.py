@@ -93,9 +93,9 @@ def executor_options(func: Callable) -> Callable:
     from filterbench.harness.executor import EXECUTORS
 
     options = [
-        click.option("--executor", "executor_name", type=click.Choice(EXECUTORS), default="local", show_default=True,
-                     help="Where the stage's units run: this process (inline), local worker processes, a Ray "
-                          "cluster, or a Slurm job array."),
+        click.option("--executor", "executor_name", default="local", show_default=True, metavar="NAME",
+                     help=f"Where the stage's units run: {', '.join(EXECUTORS)} (this process, local worker "
+                          "processes, a Ray cluster, a Slurm job array), or one a plugin registers."),
         click.option("--workers", type=COUNT, default=None,
                      help="Local worker processes (local, default 1); CPUs of the Ray cluster started here (ray, "
                           "default all)."),

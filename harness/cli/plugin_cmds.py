@@ -21,16 +21,18 @@ def plugins(as_json: bool) -> None:
     from filterbench.harness.manager import get_plugins
 
     found = get_plugins()
-    found.scorers, found.samplers  # noqa: B018  (building the registries fills in what each plugin registered)
+    found.scorers, found.samplers, found.executors  # noqa: B018  (building the registries fills in what each plugin registered)
     configs = found.model_config_owners()
     rows = [{"name": i.name, "module": i.module, "distribution": i.distribution, "version": i.version,
-             "scorers": i.scorers, "samplers": i.samplers, "model_configs": configs.get(i.name, []),
+             "scorers": i.scorers, "samplers": i.samplers, "executors": i.executors,
+             "model_configs": configs.get(i.name, []),
              "error": i.error} for i in found.infos.values()]
     if as_json:
         print_json(rows)
         return
     for row in rows:
         what = ", ".join([f"scorer {s}" for s in row["scorers"]] + [f"sampler {s}" for s in row["samplers"]]
+                         + [f"executor {e}" for e in row["executors"]]
                          + [f"model configs {c}" for c in row["model_configs"]])
         status = f"FAILED: {row['error']}" if row["error"] else (what or "no scorers or samplers")
         click.echo(f"{row['name']:<22} {row['distribution'] or '-'} {row['version'] or ''}  {status}")

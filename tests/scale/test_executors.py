@@ -98,3 +98,38 @@ def test_the_slurm_executor_from_the_command_line_defers_with_exit_0(tmp_path, s
     assert "#SBATCH --partition=cpu" in script.read_text()
     bad = CliRunner().invoke(cli, ["score", "clip_score", "--pool", str(shard_pool), "--submit"])
     assert bad.exit_code == 2 and "--submit and --slurm-option with --executor slurm" in bad.output
+
+
+def test_an_executor_from_a_plugin_runs_stages_by_name(tmp_path, shard_pool, plugin_site):
+    from click.testing import CliRunner
+
+    from filterbench.harness.cli import cli
+
+    plugin_site("fb-backwards", "fb_backwards", """
+        from filterbench.harness.executor import Executor
+        from filterbench.harness.hookspecs import hookimpl
+
+        class Backwards(Executor):
+            '''Runs units last to first: the artifact must not notice.'''
+            name = "backwards"
+
+            def imap(self, task, units):
+                task.setup()
+                for i in reversed(range(len(units))):
+                    yield i, task.run(units[i])
+
+        @hookimpl
+        def register_executors(register):
+            register(Backwards)
+    """)
+    local = _score(tmp_path / "local", shard_pool, "clip_score", LocalExecutor(1))
+    result = CliRunner().invoke(cli, ["score", "clip_score", "--pool", str(shard_pool), "--workdir",
+                                      str(tmp_path / "backwards"), "--executor", "backwards"])
+    assert result.exit_code == 0, result.output
+    [scores] = Store(tmp_path / "backwards").iter_artifacts("scores")
+    assert scores.manifest["executed_by"] == {"executor": "backwards"}
+    assert output_bytes(scores) == output_bytes(local)
+    wrong = CliRunner().invoke(cli, ["score", "clip_score", "--pool", str(shard_pool), "--executor", "backward"])
+    assert wrong.exit_code == 2 and "unknown executor 'backward'" in wrong.output and "'backwards'" in wrong.output
+    listed = CliRunner().invoke(cli, ["plugins"])
+    assert "executor backwards" in listed.output
