@@ -140,3 +140,28 @@ def test_a_pixel_scorer_on_the_actor_pool_equals_local(tmp_path, shard_pool):
                     plugins)
     assert output_bytes(remote) == output_bytes(local)
     assert remote.manifest["unit_stats"]["images"] == 480 - remote.manifest["unit_stats"].get("missing_images", 0)
+
+
+@dataclass
+class FailOn(Task):
+    """Raises a ValueError (not transient: never retried) on one unit."""
+
+    bad: int
+
+    def run(self, unit: int) -> int:
+        if unit == self.bad:
+            raise ValueError(f"unit {unit} is bad input")
+        return unit
+
+
+def test_a_units_own_error_stops_the_map_and_arrives_unwrapped():
+    with pytest.raises(ValueError, match="unit 3 is bad input"):
+        RayExecutor().map(FailOn(3), list(range(8)), progress=False)
+
+
+def test_more_units_than_the_in_flight_window_all_come_back_in_order():
+    from filterbench.harness.executor import FunctionTask
+    from filterbench.harness.ray_executor import MIN_IN_FLIGHT
+
+    units = list(range(3 * MIN_IN_FLIGHT + 5))
+    assert RayExecutor().map(FunctionTask(lambda u: u * u), units, progress=False) == [u * u for u in units]
