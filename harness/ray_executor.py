@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 from filterbench.harness.executor import TRANSIENT_ERRORS, Executor, ExecutorError, Task, unit_token
 
@@ -89,26 +89,13 @@ class RayExecutor(Executor):
             yield from self._tasks(ray, task, units)
 
     def _tasks(self, ray, task: Task, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        resources = task.resources
-        remote = ray.remote(_run_cached).options(
-            num_cpus=resources.cpus, memory=int(resources.memory_gb * 2**30) or None, max_retries=MAX_RETRIES,
-            retry_exceptions=list(TRANSIENT_ERRORS))
+        remote = ray.remote(_run_cached).options(num_cpus=task.resources.cpus, memory=_memory(task.resources),
+                                                 max_retries=MAX_RETRIES, retry_exceptions=list(TRANSIENT_ERRORS))
         token, shared = unit_token(), ray.put(task)
-        queue = list(enumerate(units))[::-1]
         window = max(MIN_IN_FLIGHT, 4 * int(ray.cluster_resources().get("CPU", 1)))
-        pending: dict = {}
-        try:
-            while queue or pending:
-                while queue and len(pending) < window:  # a bounded window: 1.28M units never sit in the driver
-                    i, unit = queue.pop()
-                    pending[remote.remote(token, shared, unit)] = i
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    yield pending.pop(ref), _result(ray, ref)
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+        # a bounded window: 1.28M units never sit in the driver; a failure cancels the units in flight
+        yield from _stream(ray, units, range(window), lambda _, unit: remote.remote(token, shared, unit),
+                           abort=lambda refs: _cancel(ray, refs))
 
     def _actor_pool(self, ray, task: Task, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         resources, gpus = task.resources, ray.cluster_resources().get("GPU", 0.0)
@@ -118,37 +105,50 @@ class RayExecutor(Executor):
         size = _pool_size(len(units), gpus / num_gpus if num_gpus else ray.cluster_resources().get("CPU", 1)
                           / max(resources.cpus, 1e-3))
         actor = ray.remote(_UnitActor).options(num_cpus=resources.cpus, num_gpus=num_gpus,
-                                               memory=int(resources.memory_gb * 2**30) or None,
-                                               max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
-        shared = ray.put(task)
-        actors = [actor.remote(shared) for _ in range(size)]
-        try:
-            yield from self._feed(ray, actors, units)
+                                               memory=_memory(resources), max_restarts=MAX_RETRIES,
+                                               max_task_retries=MAX_RETRIES)
+        actors = [actor.remote(task) for _ in range(size)]  # (a small task travels inline, not as a reference)
+        try:  # each idle actor gets the next unit, so a slow unit never holds up the others' queue
+            yield from _stream(ray, units, actors, lambda a, unit: a.run.remote(unit))
         finally:
             for a in actors:
-                ray.kill(a)
+                ray.kill(a)  # also stops their units in flight (actor tasks cannot be force-cancelled)
 
-    def _feed(self, ray, actors: list, units: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        """Each idle actor gets the next unit, so a slow unit never holds up the others' queue."""
-        queue = list(enumerate(units))[::-1]
-        pending: dict = {}
-        for a in actors:
-            if queue:
-                i, unit = queue.pop()
-                pending[a.run.remote(unit)] = (i, a)
-        try:
-            while pending:
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                i, a = pending.pop(ref)
-                result = _result(ray, ref)
-                if queue:
-                    j, unit = queue.pop()
-                    pending[a.run.remote(unit)] = (j, a)
-                yield i, result
-        except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+
+def _stream(ray, units: Sequence[Any], slots: Iterable[Any], submit, abort=None) -> Iterator[tuple[int, Any]]:
+    """Keep one unit in flight per slot (a window position, an actor); a finished unit's slot takes the next
+    unit.  Yields ``(index, result)`` as units finish; on a failure or an abandoned generator, ``abort`` gets
+    the references still in flight."""
+    queue = list(enumerate(units))[::-1]
+    pending: dict = {}
+
+    def start(slot) -> None:
+        if queue:
+            i, unit = queue.pop()
+            pending[submit(slot, unit)] = (i, slot)
+
+    try:
+        for slot in slots:
+            start(slot)
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            i, slot = pending.pop(ref)
+            result = _result(ray, ref)
+            start(slot)
+            yield i, result
+    except BaseException:
+        if abort is not None:
+            abort(list(pending))
+        raise
+
+
+def _cancel(ray, refs: list) -> None:
+    for ref in refs:
+        ray.cancel(ref, force=True)
+
+
+def _memory(resources) -> int | None:
+    return int(resources.memory_gb * 2**30) or None
 
 
 def _pool_size(units: int, capacity: float) -> int:

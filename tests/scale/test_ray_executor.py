@@ -147,6 +147,7 @@ class FailOn(Task):
     """Raises a ValueError (not transient: never retried) on one unit."""
 
     bad: int
+    resources: Resources = Resources()
 
     def run(self, unit: int) -> int:
         if unit == self.bad:
@@ -154,9 +155,10 @@ class FailOn(Task):
         return unit
 
 
-def test_a_units_own_error_stops_the_map_and_arrives_unwrapped():
+@pytest.mark.parametrize("resources", [Resources(), Resources(cpus=0.5, gpus=0.5)], ids=["tasks", "actors"])
+def test_a_units_own_error_stops_the_map_and_arrives_unwrapped(resources):
     with pytest.raises(ValueError, match="unit 3 is bad input"):
-        RayExecutor().map(FailOn(3), list(range(8)), progress=False)
+        RayExecutor().map(FailOn(3, resources), list(range(8)), progress=False)
 
 
 def test_more_units_than_the_in_flight_window_all_come_back_in_order():
