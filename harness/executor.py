@@ -141,19 +141,21 @@ class InlineExecutor(Executor):
 
 # -- local process pool --------------------------------------------------------------------------------------
 _TASK: Task | None = None  # the forked workers' task (inherited) or the spawned workers' (unpickled once)
-_READY: set[int] = set()  # pids whose _TASK ran setup()
+_SET_UP = False  # in a worker: whether _TASK ran setup()
 
 
 def _run_in_worker(unit: Any) -> Any:
+    global _SET_UP
     assert _TASK is not None
-    if os.getpid() not in _READY:
+    if not _SET_UP:
         _TASK.setup()
-        _READY.add(os.getpid())
+        _SET_UP = True
     return _TASK.run(unit)
 
 
 def _init_worker(parent: int, pickled_task: bytes | None) -> None:
-    global _TASK
+    global _TASK, _SET_UP
+    _SET_UP = False
     _die_with_parent(parent)
     # the parent handles Ctrl-C (the terminal sends SIGINT to the whole process group) and SIGTERM, and stops
     # its workers itself: a worker that also raised would print a traceback of its own
@@ -215,6 +217,10 @@ class LocalExecutor(Executor):
         spawn = cuda_initialised() or (task is not None and task.spawn)
         return self.start_method or ("spawn" if spawn else "fork")
 
+    @classmethod
+    def from_spec(cls, spec: "ExecutorSpec", workdir: Path | None = None) -> "LocalExecutor":
+        return cls(spec.workers)
+
     def describe(self) -> dict:
         return {"executor": self.name, "workers": self.workers}
 
@@ -225,7 +231,6 @@ class LocalExecutor(Executor):
             return
         method = self.method(task)
         _TASK = task if method == "fork" else None
-        _READY.clear()
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(units)),
                                    mp_context=multiprocessing.get_context(method), initializer=_init_worker,
                                    initargs=(os.getpid(), None if method == "fork" else pickle.dumps(task)))
@@ -262,7 +267,6 @@ class ExecutorSpec:
     workers: int = 1
     ray_address: str | None = None
     submit: bool = False
-    slurm_dir: Path | None = None
     slurm_options: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -274,19 +278,9 @@ def make_executor(spec: ExecutorSpec | None = None, *, workdir: Path | None = No
     """The executor ``spec`` names: one of the harness's four, else one a plugin registered
     (``register_executors``); fails in one line for an unknown name or a missing extra."""
     spec = spec or ExecutorSpec()
-    if spec.name == "inline":
-        return InlineExecutor()
-    if spec.name == "local":
-        return LocalExecutor(spec.workers)
-    if spec.name == "ray":
-        from filterbench.harness.ray_executor import RayExecutor
-
-        return RayExecutor(address=spec.ray_address, workers=spec.workers)
-    if spec.name == "slurm":
-        from filterbench.harness.slurm import SlurmExecutor
-
-        folder = spec.slurm_dir or (Path(workdir) if workdir else Path.cwd()) / "slurm"
-        return SlurmExecutor(folder, submit=spec.submit, sbatch_options=spec.slurm_options)
+    builtin = _builtin(spec.name)
+    if builtin is not None:
+        return builtin.from_spec(spec, workdir)
     from filterbench.harness.manager import get_plugins
 
     registry = (plugins or get_plugins()).executors
@@ -295,6 +289,18 @@ def make_executor(spec: ExecutorSpec | None = None, *, workdir: Path | None = No
     known = [*EXECUTORS, *registry.names()]
     raise ExecutorError(f"unknown executor {spec.name!r}{did_you_mean(spec.name, known)} "
                         f"(choose one of {', '.join(known)})")
+
+
+def _builtin(name: str) -> type[Executor] | None:
+    if name == "ray":
+        from filterbench.harness.ray_executor import RayExecutor
+
+        return RayExecutor
+    if name == "slurm":
+        from filterbench.harness.slurm import SlurmExecutor
+
+        return SlurmExecutor
+    return {"inline": InlineExecutor, "local": LocalExecutor}.get(name)
 
 
 def unit_token() -> str:

@@ -67,6 +67,10 @@ class RayExecutor(Executor):
     workers: int = 0
     name: ClassVar[str] = "ray"
 
+    @classmethod
+    def from_spec(cls, spec, workdir=None) -> "RayExecutor":
+        return cls(address=spec.ray_address, workers=spec.workers)
+
     def describe(self) -> dict:
         return {"executor": self.name, "address": self.address or "local"}
 

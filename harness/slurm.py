@@ -48,8 +48,11 @@ class SlurmExecutor(Executor):
     max_array_size: int = MAX_ARRAY_SIZE
     name: ClassVar[str] = "slurm"
 
-    def describe(self) -> dict:
-        return {"executor": self.name}
+    @classmethod
+    def from_spec(cls, spec, workdir: Path | None = None) -> "SlurmExecutor":
+        """Plans go to ``<workdir>/slurm/`` (the current folder's when no workdir is known)."""
+        folder = (Path(workdir) if workdir else Path.cwd()) / "slurm"
+        return cls(folder, submit=spec.submit, sbatch_options=spec.slurm_options)
 
     def for_passes(self) -> Executor:
         """Passes over score parts read one float column per shard: the driver runs them itself."""
