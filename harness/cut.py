@@ -136,7 +136,8 @@ class Column:
             self._hist = self._pass("hist", add, (np.zeros(BINS, np.int64), 0))
         return self._hist
 
-    def finite_count(self) -> int:
+    def not_nan_count(self) -> int:
+        """The rows that take part in a ranking (NaN never does)."""
         return self.size - self.high_histogram()[1]
 
     def keys_at(self, ranks: Sequence[int]) -> list[int]:
@@ -155,22 +156,16 @@ class Column:
             keys.append((b << 16) | int(np.searchsorted(inside, r - before, side="right")))
         return keys
 
-    def count_above(self, key: int) -> int:
-        """How many rows have an order key strictly above ``key`` (one pass over the bin's low bits)."""
-        hist, _ = self.high_histogram()
-        b = key >> 16
-        lows = self._pass("lo", _merge_lo, {b: np.zeros(BINS, np.int64)}, (b,))
-        return int(hist[b + 1:].sum()) + int(lows[b][(key & 0xFFFF) + 1:].sum())
-
-    def select(self, key: int, counts: np.ndarray) -> np.ndarray:
-        """Set ``counts[i] = 1`` where the key is above ``key``; return the global positions of ties."""
-        def write(ties, i, result):
+    def select(self, key: int, counts: np.ndarray) -> tuple[np.ndarray, int]:
+        """Set ``counts[i] = 1`` where the key is above ``key``; return the global positions of the ties (keys
+        equal to ``key``) and how many rows are above."""
+        def write(acc, i, result):
             part = self.parts[i]
             counts[part.offset:part.offset + part.rows] = result[0]
-            ties.append(part.offset + result[1])
-            return ties
-        ties = self._pass("select", write, [], key)
-        return np.sort(np.concatenate(ties)) if ties else np.zeros(0, np.int64)
+            acc[0].append(part.offset + result[1])
+            return acc[0], acc[1] + int(np.count_nonzero(result[0]))
+        ties, above = self._pass("select", write, ([], 0), key)
+        return (np.sort(np.concatenate(ties)) if ties else np.zeros(0, np.int64)), above
 
     def threshold(self, value: float, counts: np.ndarray) -> None:
         def write(_, i, mask):
@@ -199,9 +194,8 @@ class Column:
                 **self._quantiles(finite, {"p10": 0.1, "p50": 0.5, "p90": 0.9})}
 
     def _quantiles(self, finite: int, wanted: dict[str, float]) -> dict[str, float]:
-        """numpy's default (linear) quantiles of the finite values, from exact order statistics; +-inf are
-        not finite and leave the ranking through the NaN-like treatment of ``moments`` only, so a column
-        holding infinities gets quantiles over every non-NaN value."""
+        """numpy's default (linear) quantiles of the finite values, from exact order statistics of the non-NaN
+        ones (the same rows: the score stage refuses infinite scores)."""
         positions = {name: q * (finite - 1) for name, q in wanted.items()}
         ranks = sorted({int(np.floor(p)) for p in positions.values()} | {int(np.ceil(p)) for p in positions.values()})
         values = dict(zip(ranks, (key_value(k) for k in self.keys_at(ranks))))
@@ -220,12 +214,12 @@ def _merge_lo(acc: dict, i: int, result: dict) -> dict:
 
 def top_k(column: Column, k: int, uids: np.ndarray, counts: np.ndarray) -> None:
     """Keep exactly the k best rows (score desc, uid asc; NaN never) in ``counts`` (0 elsewhere)."""
-    k = min(k, column.finite_count())
+    k = min(k, column.not_nan_count())
     if k <= 0:
         return
-    [key] = column.keys_at([column.finite_count() - k])
-    ties = column.select(key, counts)
-    need = k - int(np.count_nonzero(counts)) if len(ties) else 0
+    [key] = column.keys_at([column.not_nan_count() - k])
+    ties, above = column.select(key, counts)
+    need = k - above
     if need <= 0:
         return
     from filterbench.harness.uids import UID_DTYPE
@@ -236,9 +230,9 @@ def top_k(column: Column, k: int, uids: np.ndarray, counts: np.ndarray) -> None:
 
 def datacomp_fraction(column: Column, fraction: float, counts: np.ndarray) -> None:
     """DataComp's ``get_threshold``: ``n = int(N*f)``, ``t`` the (n+1)-th largest score, keep ``score >= t``."""
-    n, finite = int(column.size * fraction), column.finite_count()
-    if n >= finite:
+    n, ranked = int(column.size * fraction), column.not_nan_count()
+    if n >= ranked:
         column.threshold(-np.inf, counts)  # every non-NaN score
         return
-    [key] = column.keys_at([finite - 1 - n])
+    [key] = column.keys_at([ranked - 1 - n])
     column.threshold(key_value(key), counts)
