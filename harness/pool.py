@@ -216,9 +216,9 @@ class Pool:
         return images
 
     # -- identity ----------------------------------------------------------------------------------------------
-    def all_uids(self) -> np.ndarray:
-        """Every uid in pool order as ``u8,u8``."""
-        out = np.empty(self.size, dtype=UID_DTYPE)
+    def all_uids(self, out: np.ndarray | None = None) -> np.ndarray:
+        """Every uid in pool order as ``u8,u8``, written into ``out`` when given (e.g. a memory-mapped file)."""
+        out = np.empty(self.size, dtype=UID_DTYPE) if out is None else out
         for shard in self.shards:
             out[shard.offset:shard.offset + shard.rows] = self.uids(shard)
         return out

@@ -12,7 +12,7 @@ from filterbench.harness.contract import Needs
 from filterbench.harness.errors import PoolError
 from filterbench.harness.pool import Pool
 from filterbench.harness.tarcheck import IncompleteTar, read_complete_tar
-from filterbench.harness.uids import UID_DTYPE, pairs_to_hex
+from filterbench.harness.uids import pairs_to_hex
 
 
 def check_uids(pool: Pool, sink: np.ndarray | None = None, max_rows: int = 1 << 26) -> np.ndarray:
@@ -22,9 +22,7 @@ def check_uids(pool: Pool, sink: np.ndarray | None = None, max_rows: int = 1 << 
     only the uids' high 64-bit words, ``max_rows`` of them at a time (a range of high words per pass), so it
     needs 8 bytes per uid of one range beside ``sink``, not a sorted copy of every uid.
     """
-    uids = sink if sink is not None else np.empty(pool.size, dtype=UID_DTYPE)
-    for shard in pool.shards:
-        uids[shard.offset:shard.offset + shard.rows] = pool.uids(shard)
+    uids = pool.all_uids(sink)
     _refuse_duplicates(pool, uids, max_rows)
     return uids
 

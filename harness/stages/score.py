@@ -18,10 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filterbench.harness.atomic import publish, temporary_path
-from filterbench.harness.contract import PoolBatch, Scorer, StageContext, input_prefixes
-from filterbench.harness.errors import PluginError, plugin_call
+from filterbench.harness.contract import PoolBatch, Resources, Scorer, StageContext, input_prefixes
 from filterbench.harness.cut import Column, Part
-from filterbench.harness.contract import Resources
+from filterbench.harness.errors import PluginError, plugin_call
 from filterbench.harness.executor import Executor, LocalExecutor, Task
 from filterbench.harness.manager import Plugins, get_plugins
 from filterbench.harness.pool import Pool, ShardInfo
@@ -37,7 +36,8 @@ log = logging.getLogger("filterbench.score")
 
 @dataclass
 class ScoreTask(Task):
-    """Score one metadata shard (a unit: its stem) into ``parts/<stem>.parquet`` of a partial score folder.
+    """Score one metadata shard (a unit: its :class:`ShardInfo`) into ``parts/<stem>.parquet`` of a partial
+    score folder.
 
     Picklable (the scorer travels as its params, the pool as its folder), so any executor can run it; a unit
     whose marker is already there (a requeued Slurm element, a retried Ray task) returns its record.
@@ -57,8 +57,8 @@ class ScoreTask(Task):
         if self.scorer.needs.images:
             self.pool.samples()  # index the tars once per worker (forked workers inherit the driver's index)
 
-    def run(self, stem: str) -> dict:
-        return unit_record(self.folder, stem) or _score_shard(self, self.pool.shard(stem))
+    def run(self, shard: ShardInfo) -> dict:
+        return unit_record(self.folder, shard.stem) or _score_shard(self, shard)
 
 
 def score_inputs(scorer: Scorer, pool_key: str, dep_keys: list[str], seed: int) -> dict:
@@ -96,7 +96,7 @@ def run_score(store: Store, pool: Pool, scorer: Scorer, seed: int = 0, workers: 
         if fit is not None:
             copy_state(fit, building.dir / "fit")
         with CostMeter() as cost:
-            todo = [s.stem for s in pool.shards if building.unit_done(s.stem) is None]
+            todo = [s for s in pool.shards if building.unit_done(s.stem) is None]
             if scorer.needs.images and todo and isinstance(executor, LocalExecutor):
                 pool.samples()  # index the tars once, before the workers fork
             # local workers are joined before the meter stops, so their CPU time is in RUSAGE_CHILDREN; remote
