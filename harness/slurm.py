@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
-from filterbench.harness.atomic import publish, temporary_path
+from filterbench.harness.atomic import write_bytes_atomic
 from filterbench.harness.errors import FilterbenchError
 from filterbench.harness.executor import Deferred, Executor, InlineExecutor, Task
 
@@ -68,7 +68,7 @@ class SlurmExecutor(Executor):
     def _defer(self, plan: Path, task: Task, units: int) -> None:
         elements = element_count(units, self.max_array_size)
         script = plan / SCRIPT
-        _write_text(script, array_script(plan, task, elements, self.sbatch_options))
+        write_bytes_atomic(script, array_script(plan, task, elements, self.sbatch_options).encode())
         how = f"submit it with: sbatch {script}"
         if self.submit:
             job = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
@@ -79,23 +79,25 @@ class SlurmExecutor(Executor):
                        "the array has finished, rerun this command to go on")
 
 
-def plan_digest(task: Task, units: Sequence[Any]) -> str:
-    return hashlib.sha256(pickle.dumps((task, list(units)), protocol=4)).hexdigest()[:16]
-
-
 def write_plan(folder: Path, task: Task, units: Sequence[Any]) -> Path:
-    """The plan folder of this (task, units), written once (a rerun finds the same folder)."""
-    plan = Path(folder) / f"{type(task).__name__.lower()}-{plan_digest(task, units)}"
+    """The plan folder of this (task, units), named by the digest of both and written once (a rerun of the
+    same command finds the same folder)."""
+    payload = pickle.dumps({"task": task, "units": list(units)}, protocol=4)
+    plan = Path(folder) / f"{type(task).__name__.lower()}-{hashlib.sha256(payload).hexdigest()[:16]}"
     if not (plan / PLAN).is_file():
         (plan / "results").mkdir(parents=True, exist_ok=True)
         (plan / "logs").mkdir(exist_ok=True)
-        _write_bytes(plan / PLAN, pickle.dumps({"task": task, "units": list(units)}, protocol=4))
+        write_bytes_atomic(plan / PLAN, payload)
     return plan
+
+
+def _result_path(plan: Path, index: int) -> Path:
+    return Path(plan) / "results" / f"{index}.pkl"
 
 
 def collect_results(plan: Path, units: int) -> list[Any] | None:
     """Every unit's result in order, or None while one is missing."""
-    paths = [plan / "results" / f"{i}.pkl" for i in range(units)]
+    paths = [_result_path(plan, i) for i in range(units)]
     if not all(p.is_file() for p in paths):
         return None
     return [pickle.loads(p.read_bytes()) for p in paths]
@@ -137,20 +139,9 @@ def run_element(plan: Path, element: int, elements: int) -> list[int]:
     except (OSError, pickle.UnpicklingError, EOFError) as exc:
         raise PlanError(f"{plan}: no readable {PLAN} ({type(exc).__name__}: {exc})") from None
     task, units = data["task"], data["units"]
-    todo = [i for i in element_slice(element, len(units), elements)
-            if not (Path(plan) / "results" / f"{i}.pkl").is_file()]
+    todo = [i for i in element_slice(element, len(units), elements) if not _result_path(plan, i).is_file()]
     if todo:
         task.setup()
     for i in todo:
-        _write_bytes(Path(plan) / "results" / f"{i}.pkl", pickle.dumps(task.run(units[i]), protocol=4))
+        write_bytes_atomic(_result_path(plan, i), pickle.dumps(task.run(units[i]), protocol=4))
     return todo
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = temporary_path(path)
-    tmp.write_bytes(data)
-    publish(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode())
