@@ -44,7 +44,6 @@ class RunConfig:
         seeds: the seeds to run (``--seeds N`` gives 0 .. N-1).
         records_dir: where finished runs' records go (default ``<workdir>/records``).
         until: the last stage to run.
-        workers: local worker processes (``--workers``).
         executor: where stages' units run (``--executor``), built once here from an
             :class:`~filterbench.harness.executor.ExecutorSpec`.
     """
@@ -55,7 +54,6 @@ class RunConfig:
     seeds: tuple[int, ...] = (0,)
     records_dir: Path | None = None
     until: str = "eval"
-    workers: int = 1
     executor: Executor = dataclasses.field(default_factory=InlineExecutor)
 
     @property
@@ -105,8 +103,8 @@ def resolve_run_config(*, workdir: str | Path | None = None, scale: str | None =
     """
     from filterbench.harness.store import default_workdir
 
+    _check_counts(until, seeds, workers)
     spec = executor or ExecutorSpec("local", workers)
-    _check_counts(until, seeds, spec.workers or 1)
     stages = stages or STAGES[:STAGES.index(until) + 1]
     root = Path(workdir) if workdir is not None else default_workdir()
     resolved = _scale(scale, overrides)
@@ -118,7 +116,7 @@ def resolve_run_config(*, workdir: str | Path | None = None, scale: str | None =
         _declare_inputs(opened)
     return RunConfig(workdir=root, world=opened, scale=resolved, seeds=tuple(range(seeds)),
                      records_dir=Path(records) if records is not None else root / "records", until=until,
-                     workers=spec.workers, executor=make_executor(spec, workdir=root))
+                     executor=make_executor(spec, workdir=root))
 
 
 def _check_counts(until: str, seeds: int, workers: int) -> None:

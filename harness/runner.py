@@ -111,8 +111,8 @@ def _score(ctx: RunContext, recipe: Recipe, plugins: Plugins, result: RunResult)
     artifacts = []
     for scorer in scorers:
         started = time.time()
-        artifact = run_score(ctx.store, ctx.pool, scorer, seed=recipe.score_seed, workers=ctx.config.workers,
-                             plugins=plugins, progress=ctx.progress, executor=ctx.config.executor)
+        artifact = run_score(ctx.store, ctx.pool, scorer, seed=recipe.score_seed, plugins=plugins,
+                             progress=ctx.progress, executor=ctx.config.executor)
         _report(ctx, "score", result, artifact, started)
         artifacts.append(artifact)
     return artifacts
