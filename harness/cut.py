@@ -143,18 +143,10 @@ class Column:
     def keys_at(self, ranks: Sequence[int]) -> list[int]:
         """The order keys at 0-based ascending ranks among the non-NaN rows (two passes for all ranks)."""
         hist, nan = self.high_histogram()
-        below = np.cumsum(hist) - nan  # non-NaN keys with high bits <= b (NaN keys are all in bin 0)
-        bins = [int(np.searchsorted(below, r, side="right")) for r in ranks]
-        lows = self._pass("lo", _merge_lo, {b: np.zeros(BINS, np.int64) for b in set(bins)}, tuple(sorted(set(bins))))
-        keys = []
-        for r, b in zip(ranks, bins):
-            lo = lows[b].copy()
-            if b == 0:
-                lo[0] -= nan  # NaN keys are 0: not part of the ranking
-            before = (below[b - 1] if b else 0)
-            inside = np.cumsum(lo)
-            keys.append((b << 16) | int(np.searchsorted(inside, r - before, side="right")))
-        return keys
+
+        def lows(bins: tuple[int, ...]) -> dict[int, np.ndarray]:
+            return self._pass("lo", _merge_lo, {b: np.zeros(BINS, np.int64) for b in bins}, bins)
+        return [key for key, _ in radix_select(hist, nan, lows, ranks)]
 
     def select(self, key: int, counts: np.ndarray) -> tuple[np.ndarray, int]:
         """Set ``counts[i] = 1`` where the key is above ``key``; return the global positions of the ties (keys
@@ -204,6 +196,28 @@ class Column:
             a, b, t = values[int(np.floor(p))], values[int(np.ceil(p))], p - np.floor(p)
             out[name] = float(a + (b - a) * t) if t < 0.5 else float(b - (b - a) * (1 - t))
         return out
+
+
+def radix_select(high: np.ndarray, nan: int, low_histograms, ranks: Sequence[int]) -> list[tuple[int, int]]:
+    """``(key, rows at or below it)`` at each 0-based ascending rank among the non-NaN order keys.
+
+    ``high`` counts the keys' high 16 bits (NaN keys, which are 0, in bin 0; ``nan`` of them, left out of the
+    ranking; pass 0 to rank them as the lowest key); ``low_histograms(bins)`` returns, for each of those high
+    bins, the dense counts of the low 16 bits of its keys (one more look at the data, for all ranks at once).
+    """
+    below = np.cumsum(high) - nan  # ranked keys with high bits <= b
+    bins = [int(np.searchsorted(below, r, side="right")) for r in ranks]
+    lows = low_histograms(tuple(sorted(set(bins))))
+    found = []
+    for r, b in zip(ranks, bins):
+        lo = lows[b].copy()
+        if b == 0:
+            lo[0] -= nan
+        before = int(below[b - 1]) if b else 0
+        inside = np.cumsum(lo)
+        low = int(np.searchsorted(inside, r - before, side="right"))
+        found.append(((b << 16) | low, before + int(inside[low])))
+    return found
 
 
 def _merge_lo(acc: dict, i: int, result: dict) -> dict:

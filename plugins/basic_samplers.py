@@ -21,7 +21,7 @@ import numpy as np
 import pydantic
 
 from filterbench.harness.contract import Budget, Cut, Params, Sampler, ScoreTable
-from filterbench.harness.cut import order_keys
+from filterbench.harness.cut import BINS, order_keys, radix_select
 from filterbench.harness.hookspecs import hookimpl
 from filterbench.harness.uids import UID_DTYPE
 
@@ -54,30 +54,28 @@ class ThresholdSampler(Sampler):
         return Cut(self.params.column, "threshold", self.params.threshold)
 
 
-_order_keys = order_keys  # float32 -> uint32 with the same order (NaN -> 0): filterbench.harness.cut
-
-
 def kth_largest_key(chunks: Iterable[np.ndarray] | list, k: int) -> tuple[int, int]:
-    """The order key of the k-th largest score and how many scores are strictly above it.
+    """The order key of the k-th largest score (NaN ranks lowest) and how many scores are strictly above it.
 
-    Two passes of 16-bit histograms over the chunks (a radix select): memory is O(65536 + chunk), so a
-    12.8B-row pool can be processed shard by shard.  ``chunks`` must be re-iterable (a list or a callable's
-    result per pass).
+    The radix select of the sample stage's cuts (:func:`filterbench.harness.cut.radix_select`) over in-memory
+    chunks: two passes of 16-bit histograms, memory O(65536 + chunk), so a memory-mapped column of any length
+    is read chunk by chunk.  ``chunks`` must be re-iterable (a list).
     """
-    hist_hi = np.zeros(65536, dtype=np.int64)
+    high, rows = np.zeros(BINS, dtype=np.int64), 0
     for chunk in chunks:
-        hist_hi += np.bincount(_order_keys(chunk) >> 16, minlength=65536)
-    above_hi = np.cumsum(hist_hi[::-1])[::-1]  # above_hi[b] = count with high half >= b
-    hi = int(np.flatnonzero(above_hi >= k)[-1])
-    strictly_above = int(above_hi[hi + 1]) if hi < 65535 else 0
-    hist_lo = np.zeros(65536, dtype=np.int64)
-    for chunk in chunks:
-        keys = _order_keys(chunk)
-        hist_lo += np.bincount(keys[(keys >> 16) == hi] & 0xFFFF, minlength=65536)
-    above_lo = np.cumsum(hist_lo[::-1])[::-1] + strictly_above
-    lo = int(np.flatnonzero(above_lo >= k)[-1])
-    above = int(above_lo[lo + 1]) if lo < 65535 else strictly_above
-    return (hi << 16) | lo, above
+        high += np.bincount(order_keys(chunk) >> 16, minlength=BINS)
+        rows += len(chunk)
+
+    def lows(bins: tuple[int, ...]) -> dict[int, np.ndarray]:
+        counts = {b: np.zeros(BINS, dtype=np.int64) for b in bins}
+        for chunk in chunks:
+            keys = order_keys(chunk)
+            for b in bins:
+                counts[b] += np.bincount(keys[(keys >> 16) == b] & 0xFFFF, minlength=BINS)
+        return counts
+
+    [(key, at_or_below)] = radix_select(high, 0, lows, [rows - k])
+    return key, rows - at_or_below
 
 
 def top_k_counts(values: np.ndarray, uids: np.ndarray | None, k: int, chunk_rows: int = 1 << 24) -> np.ndarray:
@@ -95,7 +93,7 @@ def top_k_counts(values: np.ndarray, uids: np.ndarray | None, k: int, chunk_rows
     key, above = kth_largest_key(chunks, k)
     ties = []
     for start, chunk in zip(starts, chunks):
-        keys = _order_keys(chunk)
+        keys = order_keys(chunk)
         counts[start:start + len(keys)] = keys > key
         ties.append(start + np.flatnonzero(keys == key))
     ties = np.concatenate(ties)

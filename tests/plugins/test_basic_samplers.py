@@ -5,7 +5,8 @@ from filterbench import get_sampler
 from filterbench.harness.contract import ScoreTable
 from filterbench.harness.uids import UID_DTYPE
 from filterbench.testing import check_sampler
-from filterbench.plugins.basic_samplers import _order_keys, kth_largest_key, top_k_counts
+from filterbench.harness.cut import order_keys as _order_keys
+from filterbench.plugins.basic_samplers import kth_largest_key, top_k_counts
 
 
 def _uids(n, seed=0):
